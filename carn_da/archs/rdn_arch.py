@@ -1,0 +1,67 @@
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from carn_da.archs.splittable import SplittableCARN
+
+
+class ResidualDenseBlock(nn.Module):
+    """C densely connected conv+ReLU layers of growth G, 1x1 local feature fusion and a local residual."""
+
+    def __init__(self, num_feat, growth, num_layer):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(num_feat + i * growth, growth, 3, 1, 1), nn.ReLU(inplace=True))
+            for i in range(num_layer))
+        self.fusion = nn.Conv2d(num_feat + num_layer * growth, num_feat, 1)
+
+    def forward(self, x):
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, 1)))
+        return x + self.fusion(torch.cat(features, 1))
+
+
+@ARCH_REGISTRY.register()
+class RDN(SplittableCARN):
+    """Residual dense network for image restoration (Zhang et al., TPAMI 43(7), 2021), without upsampler.
+
+    SFENet1 -> SFENet2 -> D residual dense blocks -> global feature fusion (1x1 over all block outputs, then
+    3x3) + SFENet1's output (global residual) -> reconstruction conv; the output is the input plus that residual.
+
+    Split (Ham et al. 2021): F is SFENet1 and SFENet2. ``extract`` returns ``(sfe1, sfe2)``, since D's global
+    residual needs SFENet1's output; the quality discriminator reads SFENet2's output (``quality_feature``).
+
+    Args:
+        num_in_ch (int): Input channels (1 for grayscale).
+        num_out_ch (int): Output channels.
+        num_feat (int): G0, channels between blocks. Default: 64.
+        num_block (int): D, residual dense blocks. Default: 16.
+        num_layer (int): C, conv layers per block. Default: 8.
+        growth (int): G, growth rate inside a block. Default: 64.
+    """
+
+    def __init__(self, num_in_ch=1, num_out_ch=1, num_feat=64, num_block=16, num_layer=8, growth=64):
+        super().__init__()
+        if num_in_ch != num_out_ch:
+            raise ValueError(f'RDN adds its input to its output: num_in_ch ({num_in_ch}) must equal '
+                             f'num_out_ch ({num_out_ch}).')
+        self.sfe1 = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.sfe2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.blocks = nn.ModuleList(ResidualDenseBlock(num_feat, growth, num_layer) for _ in range(num_block))
+        self.global_fusion = nn.Sequential(
+            nn.Conv2d(num_block * num_feat, num_feat, 1), nn.Conv2d(num_feat, num_feat, 3, 1, 1))
+        self.reconstruction = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+
+    def extract(self, x):
+        sfe1 = self.sfe1(x)
+        return sfe1, self.sfe2(sfe1)
+
+    def restore(self, features, x):
+        sfe1, out = features
+        block_outputs = []
+        for block in self.blocks:
+            out = block(out)
+            block_outputs.append(out)
+        out = self.global_fusion(torch.cat(block_outputs, 1)) + sfe1
+        return x + self.reconstruction(out)

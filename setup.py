@@ -1,0 +1,17 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='carn-da',
+    version='0.1.0',
+    description='Compression-artifact reduction networks with domain adaptation across JPEG quality, '
+    'a BasicSR plugin (Ham, Yoo, Kang, Proc. SPIE 11842, 2021)',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['carn_da', 'carn_da.*']),
+    python_requires='>=3.9',
+    install_requires=[
+        'torch', 'torchvision', 'basicsr>=1.4.2', 'numpy', 'opencv-python', 'pyyaml', 'lmdb', 'tb-nightly',
+        'scikit-image', 'matplotlib', 'tqdm', 'pillow'
+    ],
+    license='Apache-2.0',
+)
