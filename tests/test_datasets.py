@@ -1,0 +1,314 @@
+import carn_da  # noqa: F401  # isort: skip  (installs the compat shim before basicsr is imported)
+import cv2
+import numpy as np
+import pytest
+import random
+import torch
+from basicsr.data import build_dataset
+from basicsr.utils import FileClient
+from basicsr.utils.lmdb_util import LmdbMaker
+from basicsr.utils.registry import DATASET_REGISTRY
+from numpy.lib.stride_tricks import sliding_window_view
+
+from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
+from carn_da.data.two_domain_dataset import TwoDomainDataset
+
+
+def noise(h, w, seed):
+    return np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)
+
+
+def write_pairs(root, stems, h=80, w=96, lq_ext='.jpg'):
+    """gt/<stem>.png and qf10/<stem><lq_ext> (JPEG quality 10, or lossless for other extensions); GT arrays."""
+    (root / 'gt').mkdir(parents=True, exist_ok=True)
+    (root / 'qf10').mkdir(exist_ok=True)
+    gts = {}
+    for i, stem in enumerate(stems):
+        gts[stem] = noise(h, w, i)
+        cv2.imwrite(str(root / 'gt' / f'{stem}.png'), gts[stem])
+        cv2.imwrite(str(root / 'qf10' / f'{stem}{lq_ext}'), gts[stem], [cv2.IMWRITE_JPEG_QUALITY, 10])
+    return gts
+
+
+def write_jpegs(folder, names, h=80, w=96):
+    for i, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / name), noise(h, w, 100 + i), [cv2.IMWRITE_JPEG_QUALITY, 50])
+
+
+def paired_opt(root, phase='train', **kwargs):
+    opt = dict(
+        name='test',
+        type='JPEGPairedDataset',
+        dataroot_gt=str(root / 'gt'),
+        dataroot_lq=str(root / 'qf10'),
+        io_backend={'type': 'disk'},
+        phase=phase,
+        gt_size=64)
+    return dict(opt, **kwargs)
+
+
+def two_domain_opt(root, target, phase='train', **kwargs):
+    return paired_opt(root, phase, type='TwoDomainDataset', dataroot_target=str(target), **kwargs)
+
+
+def window_position(img, patch):
+    """(top, left) of every place where ``patch`` (H, W) occurs in ``img`` (H, W)."""
+    windows = sliding_window_view(img, patch.shape)
+    return list(zip(*np.nonzero((windows == patch).all(axis=(2, 3)))))
+
+
+def occurs(img, patch, flipped=False):
+    """Whether ``patch``, or with ``flipped`` also its mirror image, is a window of ``img``."""
+    return bool(window_position(img, patch) or flipped and window_position(img, np.fliplr(patch)))
+
+
+def as_uint8(tensor):
+    return (tensor.squeeze(0).numpy() * 255).round().astype(np.uint8)
+
+
+def write_lmdb(path, items):
+    """BasicSR LMDB at ``path`` of {key: (encoded bytes, (h, w, c))}."""
+    maker = LmdbMaker(str(path))
+    for key, (content, shape) in items.items():
+        maker.put(content, key, shape)
+    maker.close()
+
+
+def test_train_items_are_float_patches_paired_by_stem(tmp_path):
+    write_pairs(tmp_path, ['a', 'b', 'c'])
+    dataset = JPEGPairedDataset(paired_opt(tmp_path, use_hflip=True, use_rot=True))
+    assert len(dataset) == 3
+    item = dataset[1]
+    for key in ('lq', 'gt'):
+        assert item[key].shape == (1, 64, 64) and item[key].dtype == torch.float32
+        assert 0 <= item[key].min() and item[key].max() <= 1
+    assert item['gt_path'] == str(tmp_path / 'gt' / 'b.png')
+    assert item['lq_path'] == str(tmp_path / 'qf10' / 'b.jpg')
+    assert (item['lq'] - item['gt']).abs().mean() < 0.25  # the JPEG of the same region, not of another one
+
+
+def test_lq_and_gt_crops_are_the_same_region(tmp_path):
+    gt = write_pairs(tmp_path, ['a'], lq_ext='.bmp')['a']  # lossless LQ: equal to GT wherever the crop is right
+    dataset = JPEGPairedDataset(paired_opt(tmp_path))
+    random.seed(0)
+    positions = set()
+    for _ in range(20):
+        item = dataset[0]
+        assert torch.equal(item['lq'], item['gt'])
+        found = window_position(gt, as_uint8(item['gt']))
+        assert len(found) == 1
+        positions.add(found[0])
+    assert len(positions) > 1
+
+
+def dihedral(img):
+    """The 8 rotations and mirrorings of an (H, W) image, as bytes."""
+    variants = [np.rot90(img, k) for k in range(4)]
+    return {v.tobytes() for v in variants + [np.fliplr(v) for v in variants]}
+
+
+@pytest.mark.parametrize('use_hflip, use_rot, num_variants', [(False, False, 1), (True, False, 2), (True, True, 8)])
+def test_augmentation_is_identical_for_lq_and_gt(tmp_path, use_hflip, use_rot, num_variants):
+    gt = write_pairs(tmp_path, ['a'], h=64, w=64, lq_ext='.png')['a']  # patch = whole image, lq == gt
+    dataset = JPEGPairedDataset(paired_opt(tmp_path, use_hflip=use_hflip, use_rot=use_rot))
+    random.seed(0)
+    seen = set()
+    for _ in range(100):
+        item = dataset[0]
+        assert torch.equal(item['lq'], item['gt'])
+        seen.add(as_uint8(item['gt']).tobytes())
+    assert len(seen) == num_variants
+    assert seen <= dihedral(gt)
+    assert gt.tobytes() in seen
+    if use_hflip:
+        assert np.fliplr(gt).tobytes() in seen
+
+
+def test_validation_returns_whole_images(tmp_path):
+    gt = write_pairs(tmp_path, ['a'], h=70, w=50)['a']
+    item = JPEGPairedDataset(paired_opt(tmp_path, phase='val', gt_size=32))[0]
+    assert item['lq'].shape == item['gt'].shape == (1, 70, 50)
+    np.testing.assert_array_equal(as_uint8(item['gt']), gt)
+
+
+def test_rgb_color_gives_three_channels_in_rgb_order(tmp_path):
+    write_pairs(tmp_path, ['a'], h=64, w=64)
+    blue = np.zeros((64, 64, 3), np.uint8)
+    blue[..., 0] = 255  # BGR
+    cv2.imwrite(str(tmp_path / 'gt' / 'a.png'), blue)
+    item = JPEGPairedDataset(paired_opt(tmp_path, phase='val', color='rgb'))[0]
+    assert item['gt'].shape == item['lq'].shape == (3, 64, 64)
+    assert item['gt'][2].min() == 1 and item['gt'][:2].max() == 0
+
+
+def test_disk_and_lmdb_backends_give_identical_tensors(tmp_path):
+    write_pairs(tmp_path, ['a', 'b'])
+    for folder, ext in (('gt', '.png'), ('qf10', '.jpg')):
+        write_lmdb(tmp_path / f'{folder}.lmdb',
+                   {stem: ((tmp_path / folder / f'{stem}{ext}').read_bytes(), (80, 96, 1))
+                    for stem in 'ab'})
+    disk_opt = paired_opt(tmp_path, use_hflip=True, use_rot=True)
+    lmdb_opt = dict(
+        disk_opt,
+        dataroot_gt=str(tmp_path / 'gt.lmdb'),
+        dataroot_lq=str(tmp_path / 'qf10.lmdb'),
+        io_backend={'type': 'lmdb'})
+    for phase in ('train', 'val'):
+        disk, lmdb = JPEGPairedDataset(dict(disk_opt, phase=phase)), JPEGPairedDataset(dict(lmdb_opt, phase=phase))
+        for index in range(2):
+            random.seed(index)
+            from_disk = disk[index]
+            random.seed(index)
+            from_lmdb = lmdb[index]
+            assert from_lmdb['lq_path'] == from_lmdb['gt_path'] == 'ab'[index]
+            assert torch.equal(from_disk['lq'], from_lmdb['lq']) and torch.equal(from_disk['gt'], from_lmdb['gt'])
+
+
+def test_unpaired_images_raise_naming_the_files(tmp_path):
+    write_pairs(tmp_path, ['a', 'b', 'c'])
+    (tmp_path / 'gt' / 'b.png').unlink()
+    (tmp_path / 'qf10' / 'c.jpg').unlink()
+    with pytest.raises(ValueError) as error:
+        JPEGPairedDataset(paired_opt(tmp_path))
+    message = str(error.value)
+    assert str(tmp_path / 'qf10' / 'b.jpg') in message and str(tmp_path / 'gt' / 'c.png') in message
+    assert f'in {tmp_path / "gt"}' in message and f'in {tmp_path / "qf10"}' in message
+
+
+def test_size_mismatch_raises_naming_both_files(tmp_path):
+    write_pairs(tmp_path, ['a'])
+    cv2.imwrite(str(tmp_path / 'gt' / 'a.png'), noise(80, 90, 0))
+    for phase in ('train', 'val'):
+        with pytest.raises(ValueError, match=r'qf10/a\.jpg is 80x96 but GT .*gt/a\.png is 80x90'):
+            JPEGPairedDataset(paired_opt(tmp_path, phase=phase))[0]
+
+
+def test_patch_larger_than_image_raises_naming_the_file(tmp_path):
+    write_pairs(tmp_path, ['a'], h=40, w=96)
+    with pytest.raises(ValueError, match=r'Patch 64x64 is larger than image .*gt/a\.png \(40x96\)'):
+        JPEGPairedDataset(paired_opt(tmp_path))[0]
+
+
+def test_undecodable_image_raises_naming_the_file(tmp_path):
+    write_pairs(tmp_path, ['a'])
+    (tmp_path / 'qf10' / 'a.jpg').write_bytes(b'not a jpeg')
+    with pytest.raises(ValueError, match=r'Cannot decode image .*qf10/a\.jpg'):
+        JPEGPairedDataset(paired_opt(tmp_path))[0]
+
+
+def test_missing_roots_and_meta_info_raise_naming_them(tmp_path):
+    write_pairs(tmp_path, ['a'])
+    with pytest.raises(FileNotFoundError, match=r'dataroot_lq: folder .*nowhere does not exist'):
+        JPEGPairedDataset(dict(paired_opt(tmp_path), dataroot_lq=str(tmp_path / 'nowhere')))
+    (tmp_path / 'gt.lmdb').mkdir()
+    (tmp_path / 'qf10.lmdb').mkdir()
+    opt = dict(
+        paired_opt(tmp_path),
+        dataroot_gt=str(tmp_path / 'gt.lmdb'),
+        dataroot_lq=str(tmp_path / 'qf10.lmdb'),
+        io_backend={'type': 'lmdb'})
+    with pytest.raises(FileNotFoundError, match=r'qf10\.lmdb/meta_info\.txt'):
+        JPEGPairedDataset(opt)
+
+
+def test_registry_and_build_dataset(tmp_path):
+    write_pairs(tmp_path, ['a'])
+    write_jpegs(tmp_path / 'target', ['t.jpg'])
+    assert DATASET_REGISTRY.get('JPEGPairedDataset') is JPEGPairedDataset
+    assert DATASET_REGISTRY.get('TwoDomainDataset') is TwoDomainDataset
+    opt = paired_opt(tmp_path)
+    assert isinstance(build_dataset(opt), JPEGPairedDataset)
+    item = build_dataset(two_domain_opt(tmp_path, tmp_path / 'target'))[0]
+    assert item['lq_target'].shape == (1, 64, 64)
+    assert opt['io_backend'] == {'type': 'disk'}  # options are not consumed
+
+
+def test_two_domain_reads_target_jpegs_without_any_ground_truth(tmp_path, monkeypatch):
+    source_gt = write_pairs(tmp_path / 'source', ['a', 'b'])
+    target = tmp_path / 'elsewhere' / 'qf50'
+    write_jpegs(target, ['x.jpg', 'sub/y.jpeg', 'sub/deeper/z.JPG'])
+    (target / '.DS_Store').write_bytes(b'not an image')
+    (target / 'notes.txt').write_text('not an image')
+    requests = []
+    real_get = FileClient.get
+
+    def spy(self, filepath, client_key='default'):
+        requests.append((str(filepath), client_key))
+        return real_get(self, filepath, client_key)
+
+    monkeypatch.setattr(FileClient, 'get', spy)
+    dataset = TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, use_hflip=True))
+    assert len(dataset) == 2
+    assert dataset.target_paths == [str(target / v) for v in ('sub/deeper/z.JPG', 'sub/y.jpeg', 'x.jpg')]
+    random.seed(0)
+    targets = set()
+    for index in (0, 1) * 10:
+        item = dataset[index]
+        assert item['lq_target'].shape == (1, 64, 64) and item['lq_target'].dtype == torch.float32
+        assert item['gt_path'] == str(tmp_path / 'source' / 'gt' / f'{"ab"[index]}.png')
+        assert occurs(source_gt['ab'[index]], as_uint8(item['gt']), flipped=True)  # the source pair as usual
+        assert occurs(cv2.imread(item['target_path'], cv2.IMREAD_GRAYSCALE), as_uint8(item['lq_target']), flipped=True)
+        targets.add(item['target_path'])
+    assert targets == set(dataset.target_paths)
+    source = {(str(tmp_path / 'source' / folder / f'{s}{ext}'), key)
+              for folder, ext, key in (('gt', '.png', 'gt'), ('qf10', '.jpg', 'lq0'))
+              for s in 'ab'}
+    assert set(requests) == source | {(path, 'target') for path in dataset.target_paths}
+    assert len(requests) == 3 * 20  # per item: LQ, GT, one target image and nothing else
+
+
+def test_two_domain_validation_and_lmdb_target(tmp_path):
+    write_pairs(tmp_path, ['a', 'b', 'c'])
+    write_jpegs(tmp_path / 'target', ['x.jpg', 'y.jpg'], h=72, w=56)
+    write_lmdb(tmp_path / 'target.lmdb',
+               {stem: ((tmp_path / 'target' / f'{stem}.jpg').read_bytes(), (72, 56, 1))
+                for stem in 'xy'})
+    on_disk = TwoDomainDataset(two_domain_opt(tmp_path, tmp_path / 'target', phase='val'))
+    in_lmdb = TwoDomainDataset(
+        two_domain_opt(tmp_path, tmp_path / 'target.lmdb', phase='val', io_backend_target={'type': 'lmdb'}))
+    assert [in_lmdb[i]['target_path'] for i in range(3)] == ['x', 'y', 'x']
+    for index in range(3):
+        assert on_disk[index]['lq_target'].shape == (1, 72, 56)
+        assert torch.equal(on_disk[index]['lq_target'], in_lmdb[index]['lq_target'])
+        assert torch.equal(on_disk[index]['gt'], in_lmdb[index]['gt'])
+
+
+def test_subsets_are_reproducible_and_checked(tmp_path):
+    write_pairs(tmp_path, list('abcdef'), h=64, w=64)
+    write_jpegs(tmp_path / 'target', [f'{i}.jpg' for i in range(5)], h=64, w=64)
+
+    def subsets(seed):
+        dataset = TwoDomainDataset(
+            two_domain_opt(tmp_path, tmp_path / 'target', num_source=3, num_target=2, subset_seed=seed))
+        assert len(dataset) == 3 and len(dataset.target_paths) == 2
+        return [v['lq_path'] for v in dataset.paths], dataset.target_paths
+
+    assert subsets(0) == subsets(0)
+    assert subsets(1) == subsets(1)
+    assert subsets(0)[0] != subsets(1)[0] and subsets(0)[1] != subsets(1)[1]
+    full = TwoDomainDataset(two_domain_opt(tmp_path, tmp_path / 'target'))
+    assert len(full) == 6 and len(full.target_paths) == 5
+    with pytest.raises(ValueError, match=r'num_source=7, .* the 6 images found in .*qf10'):
+        TwoDomainDataset(two_domain_opt(tmp_path, tmp_path / 'target', num_source=7))
+    with pytest.raises(ValueError, match=r'num_target=6, .* the 5 images found in .*target'):
+        TwoDomainDataset(two_domain_opt(tmp_path, tmp_path / 'target', num_target=6))
+
+
+def test_several_lq_roots_pool_qualities_with_per_root_counts(tmp_path):
+    """The BQ scenario: one ground truth, JPEGs of two qualities, N pairs drawn from each."""
+    gts = write_pairs(tmp_path, ['a', 'b', 'c', 'd'])
+    (tmp_path / 'qf70').mkdir()
+    for stem, gt in gts.items():
+        cv2.imwrite(str(tmp_path / 'qf70' / f'{stem}.jpg'), gt, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    roots = [str(tmp_path / 'qf10'), str(tmp_path / 'qf70')]
+    dataset = JPEGPairedDataset(paired_opt(tmp_path, 'val', dataroot_lqs=roots, num_pairs=[1, 3]))
+    lq_folders = [path['lq_path'].split('/')[-2] for path in dataset.paths]
+    assert lq_folders == ['qf10', 'qf70', 'qf70', 'qf70']
+    for index, pair in enumerate(dataset.paths):
+        item = dataset[index]
+        expected = cv2.imread(pair['lq_path'], cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(as_uint8(item['lq']), expected)
+    assert len(JPEGPairedDataset(paired_opt(tmp_path, 'val', dataroot_lqs=roots))) == 8
+    with pytest.raises(ValueError, match='num_pairs has 1 entries but there are 2 LQ roots'):
+        JPEGPairedDataset(paired_opt(tmp_path, 'val', dataroot_lqs=roots, num_pairs=[1]))

@@ -1,0 +1,177 @@
+"""Quality discriminator, gradient reversal, domain adversarial loss and one CARNDAModel step."""
+import copy
+import math
+import pytest
+import torch
+from torch.nn import functional as F
+
+import carn_da  # noqa: F401
+from carn_da.archs.quality_discriminator_arch import QualityDiscriminator
+from carn_da.archs.rdn_arch import RDN
+from carn_da.losses.domain_adversarial_loss import DomainAdversarialLoss
+from carn_da.losses.gradient_reversal import GradientReversal, reverse_gradient
+from carn_da.models.carn_da_model import CARNDAModel
+
+TINY_RDN = dict(type='RDN', num_in_ch=1, num_out_ch=1, num_feat=8, num_block=2, num_layer=2, growth=8)
+
+
+def test_gradient_reversal_is_identity_forward_and_negates_backward():
+    x = torch.randn(3, 4, requires_grad=True)
+    weights = torch.randn(3, 4)
+    y = reverse_gradient(x, coeff=0.5)
+    assert torch.equal(y, x)
+    (y * weights).sum().backward()
+    assert torch.allclose(x.grad, -0.5 * weights)
+    x.grad = None
+    (GradientReversal(2.0)(x) * weights).sum().backward()
+    assert torch.allclose(x.grad, -2.0 * weights)
+
+
+@pytest.mark.parametrize('pooling, in_dim', [('avg', 8), ('avgstd', 16)])
+def test_quality_discriminator_shapes(pooling, in_dim):
+    q = QualityDiscriminator(num_feat=8, hidden=32, num_domains=3, pooling=pooling)
+    linears = [m for m in q.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(in_dim, 32), (32, 32), (32, 3)]
+    assert q(torch.randn(5, 8, 11, 7)).shape == (5, 3)
+
+
+def test_quality_discriminator_avgstd_pools_mean_and_std():
+    q = QualityDiscriminator(num_feat=2, pooling='avgstd')
+    feat = torch.arange(2 * 2 * 9, dtype=torch.float32).reshape(2, 2, 3, 3)
+    flat = feat.flatten(2)
+    assert torch.allclose(q.pool(feat), torch.cat([flat.mean(2), flat.std(2)], 1))
+
+
+def test_quality_discriminator_rejects_unknown_pooling():
+    with pytest.raises(ValueError, match='pooling'):
+        QualityDiscriminator(num_feat=4, pooling='max')
+
+
+def test_domain_loss_gradients_reverse_for_features_only():
+    """F receives minus the plain cross-entropy gradient; Q receives exactly the plain cross-entropy gradient."""
+    torch.manual_seed(0)
+    q = QualityDiscriminator(num_feat=4, hidden=8)
+    feat_source = torch.randn(3, 4, 5, 5, requires_grad=True)
+    feat_target = torch.randn(2, 4, 5, 5, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1, 1])
+
+    plain = F.cross_entropy(q(torch.cat([feat_source, feat_target])), labels)
+    plain_grads = torch.autograd.grad(plain, [feat_source, feat_target, *q.parameters()])
+
+    loss = DomainAdversarialLoss(loss_weight=1.0)(q, feat_source, feat_target)
+    assert torch.allclose(loss, plain)
+    da_grads = torch.autograd.grad(loss, [feat_source, feat_target, *q.parameters()])
+    assert torch.allclose(da_grads[0], -plain_grads[0]) and torch.allclose(da_grads[1], -plain_grads[1])
+    for got, expected in zip(da_grads[2:], plain_grads[2:]):
+        assert torch.allclose(got, expected)
+
+
+def test_domain_loss_weight_schedules_and_accuracy():
+    q = QualityDiscriminator(num_feat=4, hidden=8)
+    feats = torch.randn(4, 4, 3, 3), torch.randn(4, 4, 3, 3)
+    constant = DomainAdversarialLoss(loss_weight=0.3)
+    constant(q, *feats, progress=0.2)
+    assert constant.weight == 0.3
+    ganin = DomainAdversarialLoss(loss_weight=0.3, schedule='ganin')
+    assert ganin.lambda_at(0.0) == 0.0
+    assert ganin.lambda_at(0.5) == pytest.approx(0.3 * (2 / (1 + math.exp(-5)) - 1))
+    ganin(q, *feats, progress=1.0)
+    assert ganin.weight == pytest.approx(0.3 * (2 / (1 + math.exp(-10)) - 1))
+    predictions = q(torch.cat(feats)).argmax(1)
+    expected = (predictions == torch.tensor([0] * 4 + [1] * 4)).float().mean().item()
+    assert ganin.accuracy == pytest.approx(expected)
+    with pytest.raises(ValueError, match='schedule'):
+        DomainAdversarialLoss(schedule='linear')
+
+
+def test_domain_loss_accepts_per_position_logits():
+    """A discriminator that judges each position returns (B, 2, h, w); labels broadcast over positions."""
+    conv_q = torch.nn.Conv2d(4, 2, 1)
+    loss_fn = DomainAdversarialLoss(loss_weight=1.0)
+    feat_source, feat_target = torch.randn(2, 4, 3, 3), torch.randn(1, 4, 3, 3)
+    logits = conv_q(torch.cat([feat_source, feat_target]))
+    labels = torch.tensor([0, 0, 1]).view(3, 1, 1).expand(3, 3, 3)
+    assert torch.allclose(loss_fn(conv_q, feat_source, feat_target), F.cross_entropy(logits, labels))
+
+
+def da_options(pixel_weight=1.0):
+    return {
+        'name': 'unit_da', 'model_type': 'CARNDAModel', 'is_train': True, 'dist': False, 'num_gpu': 0, 'rank': 0,
+        'world_size': 1, 'network_g': dict(TINY_RDN),
+        'network_q': {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 16, 'pooling': 'avgstd'},
+        'path': {}, 'train': {
+            'optim_g': {'type': 'Adam', 'lr': 1e-2}, 'optim_q': {'type': 'Adam', 'lr': 1e-2},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}, 'total_iter': 10,
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': pixel_weight},
+            'domain_opt': {'type': 'DomainAdversarialLoss', 'loss_weight': 0.5}}}
+
+
+def batch(num_source=3, num_target=2, size=16):
+    gen = torch.Generator().manual_seed(1)
+    gt = torch.rand(num_source, 1, size, size, generator=gen)
+    return {'lq': (gt + 0.1 * torch.randn(gt.shape, generator=gen)).clamp(0, 1), 'gt': gt,
+            'lq_target': torch.rand(num_target, 1, size, size, generator=gen)}
+
+
+def snapshot(net):
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_da_step_updates_feature_extractor_denoiser_and_discriminator():
+    model = CARNDAModel(da_options())
+    before_g, before_q = snapshot(model.net_g), snapshot(model.net_q)
+    model.feed_data(batch())
+    model.optimize_parameters(current_iter=1)
+    after_g, after_q = snapshot(model.net_g), snapshot(model.net_q)
+    assert not torch.equal(before_g['sfe1.weight'], after_g['sfe1.weight'])  # F
+    assert not torch.equal(before_g['reconstruction.weight'], after_g['reconstruction.weight'])  # D
+    assert all(not torch.equal(before_q[k], after_q[k]) for k in before_q)  # Q
+    log = model.get_current_log()
+    assert set(log) == {'l_pix', 'l_domain', 'acc_q', 'lambda'} and log['lambda'] == 0.5
+    assert 0.0 <= log['acc_q'] <= 1.0
+    assert len(model.optimizers) == len(model.schedulers) == 2
+
+
+def test_target_batch_never_reaches_the_denoiser():
+    model = CARNDAModel(da_options(pixel_weight=0.0))
+    net = model.net_g
+    restored_batches = []
+    restore = net.restore
+
+    def spy(features, x):
+        restored_batches.append(x.shape[0])
+        return restore(features, x)
+
+    net.restore = spy
+    model.feed_data(batch(num_source=3, num_target=2))
+    model.optimizer_g.zero_grad()
+    model.optimizer_q.zero_grad()
+    model.optimize_parameters(current_iter=1)
+    assert restored_batches == [3]
+    # with the source loss switched off, D gets no gradient at all; F and Q still learn from the domain loss
+    denoiser = [p for name, p in net.named_parameters() if not name.startswith(('sfe1', 'sfe2'))]
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in denoiser)
+    assert torch.count_nonzero(net.sfe2.weight.grad) > 0
+    assert all(torch.count_nonzero(p.grad) > 0 for p in model.net_q.parameters())
+
+
+def test_da_model_refuses_an_unsplittable_generator():
+    opt = da_options()
+    opt['network_g'] = {'type': 'MSRResNet', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 1,
+                        'upscale': 2}
+    with pytest.raises(TypeError, match='extract/restore'):
+        CARNDAModel(opt)
+
+
+def test_da_model_inference_is_the_plain_generator():
+    opt = da_options()
+    model = CARNDAModel(opt)
+    plain = RDN(**{k: v for k, v in TINY_RDN.items() if k != 'type'})
+    plain.load_state_dict(model.net_g.state_dict())
+    data = batch()
+    model.feed_data({'lq': data['lq'], 'gt': data['gt']})
+    model.test()
+    assert torch.allclose(model.output, plain(data['lq']), atol=1e-6)
+    test_opt = copy.deepcopy(opt)
+    test_opt['is_train'] = False
+    assert not hasattr(CARNDAModel(test_opt), 'net_q')

@@ -1,0 +1,91 @@
+"""Real trainings through carn_da/train.py (BasicSR's pipeline) in subprocesses: SQ, then DA from it, then resume."""
+import glob
+import pytest
+import subprocess
+import sys
+from os import path as osp
+
+from carn_da.runs import ROOT, experiment_dir, write_options
+
+TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 8}
+METRICS = {name: {'type': f'calculate_{name}', 'crop_border': 0, 'test_y_channel': False}
+           for name in ('psnr', 'psnrb', 'ssim')}
+
+
+def options(name, data, model_type='CARNModel', total_iter=20, qf=10, target_qf=70, pretrain=None):
+    train_set = {'name': 'train', 'type': 'JPEGPairedDataset', 'dataroot_gt': osp.join(data['train'], 'gt'),
+                 'dataroot_lq': osp.join(data['train'], f'qf{qf}'), 'io_backend': {'type': 'disk'}, 'gt_size': 32,
+                 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
+                 'dataset_enlarge_ratio': 10}
+    val_qf = qf
+    opt = {'name': name, 'model_type': model_type, 'num_gpu': 0, 'manual_seed': 0,
+           'network_g': dict(TINY_RDN), 'path': {'pretrain_network_g': pretrain, 'resume_state': None},
+           'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3},
+                     'scheduler': {'type': 'MultiStepLR', 'milestones': [15], 'gamma': 0.5},
+                     'total_iter': total_iter, 'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
+           'val': {'val_freq': 10, 'save_img': False, 'metrics': METRICS},
+           'logger': {'print_freq': 5, 'save_checkpoint_freq': 10, 'use_tb_logger': True}}
+    if model_type == 'CARNDAModel':
+        train_set.update(type='TwoDomainDataset', dataroot_target=osp.join(data['train'], f'qf{target_qf}'))
+        opt['network_q'] = {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 16, 'pooling': 'avgstd'}
+        opt['train']['optim_q'] = {'type': 'Adam', 'lr': 1e-3}
+        opt['train']['domain_opt'] = {'type': 'DomainAdversarialLoss', 'loss_weight': 0.1, 'schedule': 'ganin'}
+        val_qf = target_qf
+    val_set = {'name': 'val', 'type': 'JPEGPairedDataset', 'dataroot_gt': osp.join(data['val'], 'gt'),
+               'dataroot_lq': osp.join(data['val'], f'qf{val_qf}'), 'io_backend': {'type': 'disk'}}
+    opt['datasets'] = {'train': train_set, 'val': val_set}
+    return opt
+
+
+def run_train(opt_path, *args):
+    result = subprocess.run([sys.executable, 'carn_da/train.py', '-opt', str(opt_path), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def training_log(name):
+    logs = sorted(glob.glob(osp.join(experiment_dir(name), 'train_*.log')))
+    return ''.join(open(log, encoding='utf-8').read() for log in logs)
+
+
+@pytest.fixture(scope='module')
+def source_run(jpeg_dataset, experiment_name, tmp_path_factory):
+    name = experiment_name('sq')
+    run_train(write_options(options(name, jpeg_dataset), tmp_path_factory.mktemp('opt') / 'sq.yml'))
+    return name
+
+
+def test_supervised_training_saves_checkpoints_and_validates(source_run):
+    models = osp.join(experiment_dir(source_run), 'models')
+    for ckpt in ('net_g_10.pth', 'net_g_20.pth', 'net_g_latest.pth'):
+        assert osp.isfile(osp.join(models, ckpt)), ckpt
+    assert osp.isfile(osp.join(experiment_dir(source_run), 'training_states', '20.state'))
+    log = training_log(source_run)
+    for metric in ('psnr', 'psnrb', 'ssim'):
+        assert f'# {metric}:' in log
+    assert 'l_pix:' in log
+    assert glob.glob(osp.join(ROOT, 'tb_logger', source_run, 'events.out.tfevents.*'))
+
+
+def test_domain_adaptation_trains_saves_both_networks_and_resumes(source_run, jpeg_dataset, experiment_name,
+                                                                  tmp_path):
+    name = experiment_name('da')
+    pretrain = osp.join(experiment_dir(source_run), 'models', 'net_g_latest.pth')
+    opt_path = write_options(options(name, jpeg_dataset, 'CARNDAModel', pretrain=pretrain), tmp_path / 'da.yml')
+    run_train(opt_path)
+    models = osp.join(experiment_dir(name), 'models')
+    for ckpt in ('net_g_20.pth', 'net_q_20.pth', 'net_g_latest.pth', 'net_q_latest.pth'):
+        assert osp.isfile(osp.join(models, ckpt)), ckpt
+    log = training_log(name)
+    assert f'Loading RDN model from {pretrain}' in log
+    for entry in ('l_pix:', 'l_domain:', 'acc_q:', 'lambda:', '# psnr:', '# psnrb:', '# ssim:'):
+        assert entry in log, entry
+
+    run_train(opt_path, '--auto_resume', '--force_yml', 'train:total_iter=30')
+    log = training_log(name)
+    assert 'Resuming training from epoch: ' in log and 'iter: 20.' in log
+    assert 'net_q_20.pth' in log  # the discriminator is restored too (BasicSR's check_resume sets its path)
+    for ckpt in ('net_g_30.pth', 'net_q_30.pth'):
+        assert osp.isfile(osp.join(models, ckpt)), ckpt
+    assert osp.isfile(osp.join(experiment_dir(name), 'training_states', '30.state'))
