@@ -2,7 +2,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from carn_da.archs.splittable import SplittableCARN
+from carn_da.archs.splittable import SplittableCARN, check_split_at
 
 
 class ResidualDenseBlock(nn.Module):
@@ -29,8 +29,11 @@ class RDN(SplittableCARN):
     SFENet1 -> SFENet2 -> D residual dense blocks -> global feature fusion (1x1 over all block outputs, then
     3x3) + SFENet1's output (global residual) -> reconstruction conv; the output is the input plus that residual.
 
-    Split (Ham et al. 2021): F is SFENet1 and SFENet2. ``extract`` returns ``(sfe1, sfe2)``, since D's global
-    residual needs SFENet1's output; the quality discriminator reads SFENet2's output (``quality_feature``).
+    Split (Ham et al. 2021): by default (``split_at='sfe2'``) F is SFENet1 and SFENet2 and ``extract`` returns
+    ``(sfe1, sfe2)``, since D's global residual needs SFENet1's output. ``'sfe1'``: F is SFENet1 alone and
+    ``extract`` returns its output. An int k: F runs up to the k-th residual dense block and ``extract`` returns
+    ``(sfe1, block_1, ..., block_k)``, since D's global feature fusion needs every block output. The quality
+    discriminator reads the split point's output, the last tensor (``quality_feature``).
 
     Args:
         num_in_ch (int): Input channels (1 for grayscale).
@@ -39,13 +42,15 @@ class RDN(SplittableCARN):
         num_block (int): D, residual dense blocks. Default: 16.
         num_layer (int): C, conv layers per block. Default: 8.
         growth (int): G, growth rate inside a block. Default: 64.
+        split_at (str | int): End of F: ``'sfe1'``, ``'sfe2'`` or a block index 1 to D. Default: ``'sfe2'``.
     """
 
-    def __init__(self, num_in_ch=1, num_out_ch=1, num_feat=64, num_block=16, num_layer=8, growth=64):
+    def __init__(self, num_in_ch=1, num_out_ch=1, num_feat=64, num_block=16, num_layer=8, growth=64, split_at='sfe2'):
         super().__init__()
         if num_in_ch != num_out_ch:
             raise ValueError(f'RDN adds its input to its output: num_in_ch ({num_in_ch}) must equal '
                              f'num_out_ch ({num_out_ch}).')
+        self.split_at = check_split_at('RDN', split_at, ['sfe1', 'sfe2', *range(1, num_block + 1)])
         self.sfe1 = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.sfe2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.blocks = nn.ModuleList(ResidualDenseBlock(num_feat, growth, num_layer) for _ in range(num_block))
@@ -55,12 +60,26 @@ class RDN(SplittableCARN):
 
     def extract(self, x):
         sfe1 = self.sfe1(x)
-        return sfe1, self.sfe2(sfe1)
+        if self.split_at == 'sfe1':
+            return sfe1
+        out = self.sfe2(sfe1)
+        if self.split_at == 'sfe2':
+            return sfe1, out
+        block_outputs = []
+        for block in self.blocks[:self.split_at]:
+            out = block(out)
+            block_outputs.append(out)
+        return (sfe1, *block_outputs)
 
     def restore(self, features, x):
-        sfe1, out = features
-        block_outputs = []
-        for block in self.blocks:
+        if self.split_at == 'sfe1':
+            sfe1, out, block_outputs = features, self.sfe2(features), []
+        elif self.split_at == 'sfe2':
+            (sfe1, out), block_outputs = features, []
+        else:
+            sfe1, *block_outputs = features
+            out = block_outputs[-1]
+        for block in self.blocks[len(block_outputs):]:
             out = block(out)
             block_outputs.append(out)
         out = self.global_fusion(torch.cat(block_outputs, 1)) + sfe1

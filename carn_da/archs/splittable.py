@@ -14,6 +14,8 @@ class SplittableCARN(nn.Module):
       (for the image-level residual).
 
     ``forward(x)`` is ``restore(extract(x), x)``, so a trained network is an ordinary BasicSR generator.
+    ``forward(x, x_target)`` is the domain-adaptation step's pass (see :meth:`forward_domains`); going through
+    ``forward`` lets DistributedDataParallel synchronise F and D.
     """
 
     def extract(self, x):
@@ -22,8 +24,19 @@ class SplittableCARN(nn.Module):
     def restore(self, features, x):
         raise NotImplementedError
 
-    def forward(self, x):
+    def forward(self, x, x_target=None):
+        if x_target is not None:
+            return self.forward_domains(x, x_target)
         return self.restore(self.extract(x), x)
+
+    def forward_domains(self, x, x_target):
+        """F over the source batch ``x`` and the target batch ``x_target`` in one pass, D over the source only.
+
+        Returns:
+            tuple: (restored source batch, Q's input for the source, Q's input for the target).
+        """
+        feat_source, feat_target = self.split_batch(self.extract(torch.cat([x, x_target])), [len(x), len(x_target)])
+        return self.restore(feat_source, x), self.quality_feature(feat_source), self.quality_feature(feat_target)
 
     @staticmethod
     def quality_feature(features):
@@ -39,8 +52,17 @@ class SplittableCARN(nn.Module):
 
 
 def require_splittable(net, option='network_g'):
-    """Raise a clear error unless ``net`` offers ``extract`` and ``restore``."""
-    if not (callable(getattr(net, 'extract', None)) and callable(getattr(net, 'restore', None))):
+    """Raise a clear error unless ``net`` is a :class:`SplittableCARN` (offers ``extract`` and ``restore``)."""
+    if not isinstance(net, SplittableCARN):
         raise TypeError(f'{option}: {type(net).__name__} has no extract/restore split, which domain adaptation '
-                        'needs. Use a SplittableCARN arch (RDN, ...) or wrap the arch so it offers extract and restore.')
+                        'needs. Use a SplittableCARN arch (RDN, DnCNN, MemNet, ARCNN) or wrap any BasicSR arch '
+                        'in SplitCARN.')
     return net
+
+
+def check_split_at(arch, split_at, choices):
+    """Return ``split_at`` if it is one of ``choices`` (of the same type: ``True`` is not ``1``); else raise a
+    ValueError that names ``arch`` and lists the choices."""
+    if not any(type(split_at) is type(choice) and split_at == choice for choice in choices):
+        raise ValueError(f'{arch}: split_at must be one of {", ".join(map(repr, choices))}; got {split_at!r}.')
+    return split_at

@@ -13,7 +13,8 @@ class CARNDAModel(CARNModel):
     """Domain-adaptive fine-tuning of a CARN across JPEG quality (Ham, Yoo, Kang, SPIE 11842, 2021, sec. 3).
 
     ``network_g`` is a split CARN (F = ``extract``, D = ``restore``), ``network_q`` the quality discriminator Q.
-    Each step, F encodes the source batch and the target batch in one pass; D restores the source batch only and
+    Each step, F encodes the source batch and the target batch in one pass (``net_g(lq, lq_target)``, so that
+    DistributedDataParallel sees the whole step); D restores the source batch only and
     is trained by the pixel loss against the source ground truth (eq. 2); Q and, through gradient reversal, F are
     trained by the domain loss (eq. 3, ``DomainAdversarialLoss``). One backward, then ``optim_g`` steps F and D and
     ``optim_q`` steps Q: the min over F, D and max over Q of ``L1_source - lambda * L_Q``. Target images have no
@@ -58,16 +59,13 @@ class CARNDAModel(CARNModel):
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
         self.optimizer_q.zero_grad()
-        net = self.get_bare_model(self.net_g)
-        sizes = [self.lq.shape[0], self.lq_target.shape[0]]
-        feat_source, feat_target = net.split_batch(net.extract(torch.cat([self.lq, self.lq_target])), sizes)
-        self.output = net.restore(feat_source, self.lq)
+        # one forward of the (possibly DDP-wrapped) network: F over both batches, D over the source batch only
+        self.output, q_source, q_target = self.net_g(self.lq, self.lq_target)
 
         loss_dict = OrderedDict()
         loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
         progress = current_iter / self.opt['train']['total_iter']
-        loss_dict['l_domain'] = self.cri_domain(self.net_q, net.quality_feature(feat_source),
-                                                net.quality_feature(feat_target), progress)
+        loss_dict['l_domain'] = self.cri_domain(self.net_q, q_source, q_target, progress)
         (loss_dict['l_pix'] + loss_dict['l_domain']).backward()
         self.optimizer_g.step()
         self.optimizer_q.step()
