@@ -6,12 +6,13 @@
 4. the QF-10 model adapted to QF-70 JPEGs with the paper's quality discriminator, without QF-70 ground truth;
 then PSNR / PSNR-B / SSIM on held-out photos. A finished training is reused; delete experiments/demo_* to retrain.
 """
+import carn_da.compat  # noqa: F401
+
 import subprocess
 import sys
 import time
 from os import path as osp
 
-import carn_da.compat  # noqa: F401
 from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
 from carn_da.runs import ROOT, latest_generator, load_generator, load_options, train
 

@@ -11,6 +11,8 @@ Example (DIV2K as in the paper, x4 bicubic downscale):
     python scripts/prepare_data.py --input datasets/DIV2K/DIV2K_train_HR --out datasets/DIV2K_train_gray_x4 \
         --scale 4 --qf 10 70 --format lmdb folder --workers 2
 """
+import carn_da.compat  # noqa: F401
+
 import argparse
 import cv2
 import numpy as np
@@ -18,14 +20,12 @@ import os
 import shutil
 import sys
 import torch
-from multiprocessing import Pool
-from os import path as osp
-from tqdm import tqdm
-
-import carn_da  # noqa: F401  isort:skip  (carn_da.compat must precede basicsr)
 from basicsr.utils import scandir
 from basicsr.utils.lmdb_util import LmdbMaker
 from basicsr.utils.matlab_functions import imresize
+from multiprocessing import Pool
+from os import path as osp
+from tqdm import tqdm
 
 from carn_da.data.jpeg import check_quality, jpeg_encode, to_gray
 

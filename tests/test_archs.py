@@ -1,5 +1,6 @@
 """The CARN archs: published sizes, the F/D split (restore(extract(x), x) == forward(x)) and the split options."""
-import carn_da  # noqa: F401  isort:skip  (fills ARCH_REGISTRY; its compat shim must precede basicsr)
+import carn_da.compat  # noqa: F401
+
 import pytest
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -152,7 +153,9 @@ def test_memnet_predictions():
     net, x = make(lambda ch, s: MemNet(ch, ch, num_feat=8, num_memblock=3, num_resblock=2, split_at=s), 2, 1)
     with torch.no_grad():
         net.prediction_weight.copy_(torch.tensor([0.2, 0.3, 0.5]))
-        output, predictions = net.restore(net.extract(x), x, return_all=True)
+        net.keep_predictions = True
+        output = net.restore(net.extract(x), x)
+        predictions = net.predictions
         assert len(predictions) == 3 and all(y.shape == x.shape for y in predictions)
         assert torch.allclose(output, 0.2 * predictions[0] + 0.3 * predictions[1] + 0.5 * predictions[2])
         assert torch.allclose(output, net(x), atol=1e-6)

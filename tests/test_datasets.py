@@ -1,4 +1,5 @@
-import carn_da  # noqa: F401  # isort: skip  (installs the compat shim before basicsr is imported)
+import carn_da.compat  # noqa: F401
+
 import cv2
 import numpy as np
 import pytest

@@ -175,3 +175,22 @@ def test_da_model_inference_is_the_plain_generator():
     test_opt = copy.deepcopy(opt)
     test_opt['is_train'] = False
     assert not hasattr(CARNDAModel(test_opt), 'net_q')
+
+
+def test_memnet_multi_supervision_adds_the_intermediate_loss():
+    opt = da_options()
+    opt['network_g'] = {'type': 'MemNet', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_memblock': 2,
+                        'num_resblock': 1}
+    opt['train']['intermediate_opt'] = {'type': 'MSELoss', 'loss_weight': 0.5}
+    model = CARNDAModel(opt)
+    model.feed_data(batch())
+    model.optimize_parameters(current_iter=1)
+    predictions = model.net_g.predictions
+    assert len(predictions) == 2 and predictions[0].shape == batch()['gt'].shape
+    expected = sum(0.5 * F.mse_loss(y, model.gt) for y in predictions) / 2
+    assert model.get_current_log()['l_intermediate'] == pytest.approx(expected.item())
+
+    opt = da_options()
+    opt['train']['intermediate_opt'] = {'type': 'MSELoss'}
+    with pytest.raises(ValueError, match='intermediate predictions'):
+        CARNDAModel(opt)

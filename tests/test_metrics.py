@@ -1,4 +1,5 @@
-import carn_da  # noqa: F401  isort:skip  (fills the registries; its compat shim must precede basicsr)
+import carn_da.compat  # noqa: F401
+
 import cv2
 import math
 import numpy as np

@@ -1,12 +1,12 @@
+import carn_da.compat  # noqa: F401
+
 import cv2
 import numpy as np
 import os
 import pytest
 import sys
-from os import path as osp
-
-import carn_da  # noqa: F401  isort:skip  (carn_da.compat must precede basicsr)
 from basicsr.utils import FileClient, imfrombytes
+from os import path as osp
 
 from carn_da.data.jpeg import check_quality, jpeg_compress, jpeg_encode, to_gray
 

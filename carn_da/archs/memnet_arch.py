@@ -45,8 +45,9 @@ class MemNet(SplittableCARN):
     output is sum_m w_m y_m with learned weights w_m, initialised to 1 / M. Every conv is 3x3 but the gate units'
     1x1 and has a bias. M6R6 (the paper's 80-layer MemNet) has 676,992 conv weights, the paper's 677K.
 
-    Multi-supervision: ``restore(features, x, return_all=True)`` returns ``(output, [y_1, ..., y_M])``, for a loss
-    on the output and on every prediction.
+    Multi-supervision: with ``keep_predictions = True`` every ``restore`` (also inside ``forward``, so through
+    DistributedDataParallel) keeps ``[y_1, ..., y_M]`` in ``predictions`` for a loss on each of them
+    (``train.intermediate_opt`` of :class:`CARNModel` and :class:`CARNDAModel` sets this).
 
     Split: by default (``split_at='fenet'``) F is FENet and ``extract`` returns its output. An int k: F runs up to
     the k-th memory block and ``extract`` returns ``(B_0, B_1, ..., B_k)``, FENet's and blocks 1 to k's outputs,
@@ -72,6 +73,8 @@ class MemNet(SplittableCARN):
         self.blocks = nn.ModuleList(MemoryBlock(num_feat, num_resblock, m) for m in range(1, num_memblock + 1))
         self.reconstruction = BNReLUConv(num_feat, num_out_ch)
         self.prediction_weight = nn.Parameter(torch.full((num_memblock, ), 1 / num_memblock))
+        self.keep_predictions = False
+        self.predictions = []
 
     def extract(self, x):
         memories = [self.fenet(x)]
@@ -81,11 +84,11 @@ class MemNet(SplittableCARN):
             memories.append(block(memories[-1], memories))
         return tuple(memories)
 
-    def restore(self, features, x, return_all=False):
-        """D: the weighted output, or ``(output, predictions)`` with the M predictions if ``return_all``."""
+    def restore(self, features, x):
         memories = [features] if isinstance(features, torch.Tensor) else list(features)
         for block in self.blocks[len(memories) - 1:]:
             memories.append(block(memories[-1], memories))
         predictions = [self.reconstruction(memory) + x for memory in memories[1:]]
-        output = sum(w * y for w, y in zip(self.prediction_weight, predictions))
-        return (output, predictions) if return_all else output
+        if self.keep_predictions:
+            self.predictions = predictions
+        return sum(w * y for w, y in zip(self.prediction_weight, predictions))

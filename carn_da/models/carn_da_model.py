@@ -2,7 +2,6 @@ import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.utils.registry import MODEL_REGISTRY
-from collections import OrderedDict
 
 from carn_da.archs.splittable import require_splittable
 from carn_da.models.carn_model import CARNModel
@@ -25,9 +24,9 @@ class CARNDAModel(CARNModel):
     schedulers.
 
     Options: ``network_g``, ``network_q``; ``path.pretrain_network_g`` (the source-trained model, as in the paper),
-    ``path.pretrain_network_q``; ``train.pixel_opt``, ``train.domain_opt``, ``train.optim_g``, ``train.optim_q``,
-    ``train.scheduler``. Batches carry ``lq``, ``gt`` (source) and ``lq_target`` (target), e.g. from
-    ``TwoDomainDataset``.
+    ``path.pretrain_network_q``; ``train.pixel_opt``, ``train.intermediate_opt`` (MemNet), ``train.domain_opt``,
+    ``train.optim_g``, ``train.optim_q``, ``train.scheduler``. Batches carry ``lq``, ``gt`` (source) and
+    ``lq_target`` (target), e.g. from ``TwoDomainDataset``.
     """
 
     def init_training_settings(self):
@@ -62,11 +61,10 @@ class CARNDAModel(CARNModel):
         # one forward of the (possibly DDP-wrapped) network: F over both batches, D over the source batch only
         self.output, q_source, q_target = self.net_g(self.lq, self.lq_target)
 
-        loss_dict = OrderedDict()
-        loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+        loss_dict = self.supervised_losses()  # eq. 2: the source batch only
         progress = current_iter / self.opt['train']['total_iter']
         loss_dict['l_domain'] = self.cri_domain(self.net_q, q_source, q_target, progress)
-        (loss_dict['l_pix'] + loss_dict['l_domain']).backward()
+        sum(loss_dict.values()).backward()
         self.optimizer_g.step()
         self.optimizer_q.step()
 
