@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import torch
+from basicsr.archs import build_network
 from basicsr.models import build_model
 from datetime import datetime, timezone
 from os import path as osp
@@ -39,51 +40,142 @@ from carn_da.runs import ROOT, experiment_dir, latest_generator, load_generator,
 
 DIRECTIONS = {'lq2hq': (10, 70), 'hq2lq': (70, 10)}
 TEST_SETS = ('BSD68', 'Set12')
-NETWORK_G = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 32, 'num_block': 4, 'num_layer': 4,
-             'growth': 16}
-METRICS = {name: {'type': f'calculate_{name}', 'crop_border': 0, 'test_y_channel': False}
-           for name in ('psnr', 'psnrb', 'ssim')}
+# CPU-sized backbones (--backbone) and the channels of the features their default split gives Q
+BACKBONES = {
+    'rdn': ({
+        'type': 'RDN',
+        'num_feat': 32,
+        'num_block': 4,
+        'num_layer': 4,
+        'growth': 16
+    }, 32),
+    'dncnn': ({
+        'type': 'DnCNN',
+        'num_feat': 32,
+        'num_conv': 10
+    }, 32),
+    'arcnn': ({
+        'type': 'ARCNN'
+    }, 64),
+    'memnet': ({
+        'type': 'MemNet',
+        'num_feat': 32,
+        'num_memblock': 3,
+        'num_resblock': 2
+    }, 32),
+}
+METRICS = {
+    name: {
+        'type': f'calculate_{name}',
+        'crop_border': 0,
+        'test_y_channel': False
+    }
+    for name in ('psnr', 'psnrb', 'ssim')
+}
 VARIANTS = {
-    'control': {'model_type': 'CARNModel'},
-    'paper': {'model_type': 'CARNDAModel', 'pooling': 'avg', 'lambda': 0.1},
-    'paper_avgstd': {'model_type': 'CARNDAModel', 'pooling': 'avgstd', 'lambda': 0.1},
+    'control': {
+        'model_type': 'CARNModel'
+    },
+    'paper': {
+        'model_type': 'CARNDAModel',
+        'pooling': 'avg',
+        'lambda': 0.1
+    },
+    'paper_avgstd': {
+        'model_type': 'CARNDAModel',
+        'pooling': 'avgstd',
+        'lambda': 0.1
+    },
 }
 
 
 def prepare_data(shared, data_root):
     for name in ('Train400', ) + TEST_SETS:
-        subprocess.run([sys.executable, osp.join(ROOT, 'scripts', 'prepare_data.py'), '--input', osp.join(shared, name),
-                        '--out', osp.join(data_root, name), '--qf', '10', '70', '--workers', '2'], check=True,
+        subprocess.run([
+            sys.executable,
+            osp.join(ROOT, 'scripts', 'prepare_data.py'), '--input',
+            osp.join(shared, name), '--out',
+            osp.join(data_root, name), '--qf', '10', '70', '--workers', '2'
+        ],
+                       check=True,
                        stdout=subprocess.DEVNULL)
 
 
-def base_options(name, data_root, qf, iters, lr, seed, batch, patch):
+def network_options(backbone):
+    network, _ = BACKBONES[backbone]
+    return {'num_in_ch': 1, 'num_out_ch': 1, **network}
+
+
+def base_options(name, data_root, qf, iters, lr, seed, batch, patch, backbone):
     return {
-        'name': name, 'model_type': 'CARNModel', 'num_gpu': 'auto', 'manual_seed': seed,
-        'datasets': {'train': {
-            'name': f'Train400_qf{qf}', 'type': 'JPEGPairedDataset', 'dataroot_gt': osp.join(data_root, 'Train400', 'gt'),
-            'dataroot_lq': osp.join(data_root, 'Train400', f'qf{qf}'), 'io_backend': {'type': 'disk'},
-            'gt_size': patch, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
-            'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 100}},
-        'network_g': copy.deepcopy(NETWORK_G),
-        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
-        'train': {'optim_g': {'type': 'Adam', 'lr': lr, 'betas': [0.9, 0.999]},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [int(iters * 0.75)], 'gamma': 0.5},
-                  'total_iter': iters, 'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
-        'logger': {'print_freq': 10, 'save_checkpoint_freq': iters, 'use_tb_logger': True},
+        'name': name,
+        'model_type': 'CARNModel',
+        'num_gpu': 'auto',
+        'manual_seed': seed,
+        'datasets': {
+            'train': {
+                'name': f'Train400_qf{qf}',
+                'type': 'JPEGPairedDataset',
+                'dataroot_gt': osp.join(data_root, 'Train400', 'gt'),
+                'dataroot_lq': osp.join(data_root, 'Train400', f'qf{qf}'),
+                'io_backend': {
+                    'type': 'disk'
+                },
+                'gt_size': patch,
+                'use_hflip': True,
+                'use_rot': True,
+                'num_worker_per_gpu': 0,
+                'batch_size_per_gpu': batch,
+                'dataset_enlarge_ratio': 100
+            }
+        },
+        'network_g': network_options(backbone),
+        'path': {
+            'pretrain_network_g': None,
+            'strict_load_g': True,
+            'resume_state': None
+        },
+        'train': {
+            'optim_g': {
+                'type': 'Adam',
+                'lr': lr,
+                'betas': [0.9, 0.999]
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [int(iters * 0.75)],
+                'gamma': 0.5
+            },
+            'total_iter': iters,
+            'warmup_iter': -1,
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0
+            }
+        },
+        'logger': {
+            'print_freq': 10,
+            'save_checkpoint_freq': iters,
+            'use_tb_logger': True
+        },
     }
 
 
 def variant_options(variant, name, data_root, source, target, args):
     spec = VARIANTS[variant]
-    opt = base_options(name, data_root, source, args.adapt_iters, args.adapt_lr, args.seed + 1, args.batch, args.patch)
+    opt = base_options(name, data_root, source, args.adapt_iters, args.adapt_lr, args.seed + 1, args.batch, args.patch,
+                       args.backbone)
     opt['model_type'] = spec['model_type']
     opt['path']['pretrain_network_g'] = latest_generator(f'{args.prefix}_sq_qf{source}')
     if spec['model_type'] == 'CARNDAModel':
-        opt['datasets']['train'].update(type='TwoDomainDataset',
-                                        dataroot_target=osp.join(data_root, 'Train400', f'qf{target}'))
-        opt['network_q'] = {'type': 'QualityDiscriminator', 'num_feat': NETWORK_G['num_feat'], 'hidden': 128,
-                            'pooling': spec['pooling']}
+        opt['datasets']['train'].update(
+            type='TwoDomainDataset', dataroot_target=osp.join(data_root, 'Train400', f'qf{target}'))
+        opt['network_q'] = {
+            'type': 'QualityDiscriminator',
+            'num_feat': BACKBONES[args.backbone][1],
+            'hidden': 128,
+            'pooling': spec['pooling']
+        }
         opt['train']['optim_q'] = {'type': 'Adam', 'lr': args.adapt_lr, 'betas': [0.9, 0.999]}
         opt['train']['domain_opt'] = {'type': 'DomainAdversarialLoss', 'loss_weight': spec['lambda']}
     return opt
@@ -109,39 +201,48 @@ def mean_logged(name, key):
     return float(np.mean(values)) if values else None
 
 
-def step_time_ratio(variant_opt, control_opt, steps=20):
-    """Seconds per training step of ``variant_opt`` over those of ``control_opt``, same batch, one process."""
+def step_time_ratio(variant_opt, control_opt, steps=10, rounds=3):
+    """Seconds per training step of ``variant_opt`` over those of ``control_opt``: same batch, one process, the two
+    timed in alternating rounds of ``steps`` steps (after 3 warm-up steps each) so that load changes hit both."""
     gen = torch.Generator().manual_seed(0)
     batch = variant_opt['datasets']['train']['batch_size_per_gpu']
     patch = variant_opt['datasets']['train']['gt_size']
     data = {'gt': torch.rand(batch, 1, patch, patch, generator=gen)}
     data.update(lq=data['gt'], lq_target=torch.rand(batch, 1, patch, patch, generator=gen))
-    seconds = []
+    models = []
     for opt in (control_opt, variant_opt):
         opt = copy.deepcopy(opt)
         opt.update(is_train=True, dist=False, num_gpu=0, rank=0, world_size=1)
         opt['path']['pretrain_network_g'] = None
-        model = build_model(opt)
-        model.feed_data(data)
-        for i in range(steps + 3):
-            if i == 3:
-                start = time.perf_counter()
-            model.optimize_parameters(i + 1)
-        seconds.append((time.perf_counter() - start) / steps)
+        models.append(build_model(opt))
+        models[-1].feed_data(data)
+        for i in range(3):
+            models[-1].optimize_parameters(i + 1)
+    seconds = [0.0, 0.0]
+    for _ in range(rounds):
+        for k, model in enumerate(models):
+            start = time.perf_counter()
+            for i in range(steps):
+                model.optimize_parameters(i + 4)
+            seconds[k] += time.perf_counter() - start
     return seconds[1] / seconds[0]
 
 
 def score(net, pairs):
-    return {f'{dataset}_{metric}': value for dataset, dataset_pairs in pairs.items()
-            for metric, value in mean_scores(evaluate_pairs(dataset_pairs, net)).items()}
+    return {
+        f'{dataset}_{metric}': value
+        for dataset, dataset_pairs in pairs.items()
+        for metric, value in mean_scores(evaluate_pairs(dataset_pairs, net)).items()
+    }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--shared', default=osp.join(ROOT, os.pardir, 'shared', 'datasets'))
     parser.add_argument('--data-root', default=osp.join(ROOT, 'datasets'))
-    parser.add_argument('--out', default=osp.join(ROOT, 'results', 'da_study'))
-    parser.add_argument('--prefix', default='da_study', help='Experiment name prefix (experiments/<prefix>_*).')
+    parser.add_argument('--out', default=None, help='Output folder. Default: results/<prefix>.')
+    parser.add_argument('--backbone', choices=sorted(BACKBONES), default='rdn')
+    parser.add_argument('--prefix', default=None, help='Experiment name prefix. Default: da_study_<backbone>.')
     parser.add_argument('--directions', nargs='+', choices=sorted(DIRECTIONS), default=['lq2hq', 'hq2lq'])
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument('--source-iters', type=int, default=600)
@@ -153,6 +254,8 @@ def main():
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--test-limit', type=int, default=None, help='Only the first N images of each test set.')
     args = parser.parse_args()
+    args.prefix = args.prefix or f'da_study_{args.backbone}'
+    args.out = args.out or osp.join(ROOT, 'results', args.prefix)
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
 
@@ -160,22 +263,38 @@ def main():
     wall = {}
     for qf in sorted({qf for d in args.directions for qf in DIRECTIONS[d]}):
         opt = base_options(f'{args.prefix}_sq_qf{qf}', args.data_root, qf, args.source_iters, args.lr, args.seed,
-                           args.batch, args.patch)
+                           args.batch, args.patch, args.backbone)
         wall[opt['name']] = run(opt, args.out)
 
     def test_pairs(qf):
-        return {name: load_pairs(osp.join(args.data_root, name, f'qf{qf}'),
-                                 osp.join(args.data_root, name, 'gt'))[:args.test_limit] for name in TEST_SETS}
+        return {
+            name:
+            load_pairs(osp.join(args.data_root, name, f'qf{qf}'), osp.join(args.data_root, name,
+                                                                           'gt'))[:args.test_limit]
+            for name in TEST_SETS
+        }
 
-    report = {'command': ' '.join(sys.argv), 'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-              'machine': f'{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
-              f'torch {torch.__version__}', 'args': vars(args), 'directions': {}}
-    markdown = [f'Command: `{report["command"]}`  \nDate: {report["date"]}; machine: {report["machine"]}\n']
+    report = {
+        'command': ' '.join(sys.argv),
+        'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        'machine': f'{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
+        f'torch {torch.__version__}',
+        'args': vars(args),
+        'directions': {}
+    }
+    network = network_options(args.backbone)
+    report['parameters'] = sum(p.numel() for p in build_network(copy.deepcopy(network)).parameters())
+    markdown = [
+        f'Command: `{report["command"]}`  \nDate: {report["date"]}; machine: {report["machine"]}  \n'
+        f'Backbone: `{network}`, {report["parameters"]:,} parameters\n'
+    ]
     for direction in args.directions:
         source, target = DIRECTIONS[direction]
         pairs_target, pairs_source = test_pairs(target), test_pairs(source)
-        models = {'DQ (SQ of the source)': latest_generator(f'{args.prefix}_sq_qf{source}'),
-                  'SQ of the target (oracle)': latest_generator(f'{args.prefix}_sq_qf{target}')}
+        models = {
+            'DQ (SQ of the source)': latest_generator(f'{args.prefix}_sq_qf{source}'),
+            'SQ of the target (oracle)': latest_generator(f'{args.prefix}_sq_qf{target}')
+        }
         details = {}
         control_opt = None
         for variant in args.variants:
@@ -188,7 +307,7 @@ def main():
 
         rows = [('JPEG', score(None, pairs_target))]
         for label, checkpoint in models.items():
-            net = load_generator(NETWORK_G, checkpoint)
+            net = load_generator(network_options(args.backbone), checkpoint)
             rows.append((label, {**score(net, pairs_target), 'source_psnr': score(net, pairs_source)['BSD68_psnr']}))
         scores = dict(rows)
         dq, sq = scores['DQ (SQ of the source)'], scores['SQ of the target (oracle)']

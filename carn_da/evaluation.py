@@ -22,7 +22,60 @@ def load_pairs(lq_folder, gt_folder, flag=cv2.IMREAD_GRAYSCALE):
     return pairs
 
 
-def restore(net, img, device=None):
+def _resolve_device(net, device):
+    if device is not None:
+        return device
+    param = next(net.parameters(), None)
+    return param.device if param is not None else torch.device('cpu')
+
+
+def tile_spans(length, tile, overlap):
+    """Tiles along one axis of ``length`` pixels: (start, stop, keep_start, keep_stop) per tile.
+
+    Tiles are ``tile`` long (the whole axis if shorter), start every ``tile - overlap`` pixels and the last one
+    ends at the border. Each pixel is kept from the tile in which it lies farthest from a tile edge inside the image,
+    so the seams lie in the middle of each overlap: a pixel is kept at least ``overlap // 2`` pixels from such an
+    edge.
+    """
+    if not 0 <= overlap < tile:
+        raise ValueError(f'Tile overlap must be in [0, tile), got tile {tile}, overlap {overlap}.')
+    tile = min(tile, length)
+    starts = list(range(0, length - tile, tile - overlap)) + [length - tile]
+    seams = [0] + [(start + tile + next_start) // 2 for start, next_start in zip(starts, starts[1:])] + [length]
+    return [(start, start + tile, seams[i], seams[i + 1]) for i, start in enumerate(starts)]
+
+
+def infer(net, lq, device=None, tile=None, tile_overlap=16):
+    """Run ``net`` on a (1, C, H, W) float tensor without gradients, on the whole tensor or in tiles.
+
+    With ``tile``, ``lq`` is cut into overlapping ``tile`` x ``tile`` tiles (see :func:`tile_spans`), each tile is
+    moved to ``device`` and restored alone, and every output pixel is taken from the tile in which it lies farthest
+    from a tile edge (no averaging). The result equals whole-image inference (up to float rounding) when the
+    network's receptive field radius is at most ``tile_overlap // 2``, and the network's memory is that of one tile.
+
+    Returns:
+        Tensor: (1, C_out, H, W); on ``device`` (whole image) or on ``lq``'s device (tiles).
+    """
+    device = _resolve_device(net, device)
+    with torch.no_grad():
+        if tile is None:
+            return net(lq.to(device))
+        height, width = lq.shape[-2:]
+        output = None
+        for top, bottom, keep_top, keep_bottom in tile_spans(height, tile, tile_overlap):
+            for left, right, keep_left, keep_right in tile_spans(width, tile, tile_overlap):
+                out = net(lq[..., top:bottom, left:right].to(device))
+                if out.shape[-2:] != (bottom - top, right - left):
+                    raise ValueError(f'Tiling needs an output of the input size; a {bottom - top}x{right - left} '
+                                     f'tile gave {out.shape[-2]}x{out.shape[-1]}.')
+                if output is None:
+                    output = lq.new_empty(1, out.shape[1], height, width)
+                kept = out[..., keep_top - top:keep_bottom - top, keep_left - left:keep_right - left]
+                output[..., keep_top:keep_bottom, keep_left:keep_right] = kept
+        return output
+
+
+def restore(net, img, device=None, tile=None, tile_overlap=16):
     """Restore one uint8 image with ``net`` (in eval mode).
 
     Like BasicSR's datasets and validation, a 3-channel ``img`` is taken as BGR and fed to the network as RGB.
@@ -32,16 +85,14 @@ def restore(net, img, device=None):
         img (ndarray): uint8 image, (H, W) or (H, W, C).
         device (torch.device | str | None): Where to run; None for the device of ``net``'s parameters (CPU if
             it has none).
+        tile (int | None): Restore in overlapping tiles of this size (see :func:`infer`); None for the whole image.
+        tile_overlap (int): Overlap of neighbouring tiles in pixels. Default: 16.
 
     Returns:
         ndarray: uint8 restored image of the shape of ``img``.
     """
-    if device is None:
-        param = next(net.parameters(), None)
-        device = param.device if param is not None else torch.device('cpu')
     lq = img2tensor(img.reshape(img.shape[0], img.shape[1], -1).astype(np.float32) / 255., bgr2rgb=True)
-    with torch.no_grad():
-        output = net(lq.unsqueeze(0).to(device))
+    output = infer(net, lq.unsqueeze(0), device, tile, tile_overlap)
     return tensor2img(output, rgb2bgr=True).reshape(img.shape)
 
 

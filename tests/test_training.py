@@ -3,43 +3,111 @@ import glob
 import pytest
 import subprocess
 import sys
+import torch
 from os import path as osp
 
-from carn_da.runs import ROOT, experiment_dir, write_options
+from carn_da.runs import ROOT, experiment_dir, load_generator, write_options
 
 TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 8}
-METRICS = {name: {'type': f'calculate_{name}', 'crop_border': 0, 'test_y_channel': False}
-           for name in ('psnr', 'psnrb', 'ssim')}
+METRICS = {
+    name: {
+        'type': f'calculate_{name}',
+        'crop_border': 0,
+        'test_y_channel': False
+    }
+    for name in ('psnr', 'psnrb', 'ssim')
+}
 
 
-def options(name, data, model_type='CARNModel', total_iter=20, qf=10, target_qf=70, pretrain=None):
-    train_set = {'name': 'train', 'type': 'JPEGPairedDataset', 'dataroot_gt': osp.join(data['train'], 'gt'),
-                 'dataroot_lq': osp.join(data['train'], f'qf{qf}'), 'io_backend': {'type': 'disk'}, 'gt_size': 32,
-                 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
-                 'dataset_enlarge_ratio': 10}
+def options(name,
+            data,
+            model_type='CARNModel',
+            total_iter=20,
+            qf=10,
+            target_qf=70,
+            pretrain=None,
+            network=None,
+            q_feat=8):
+    train_set = {
+        'name': 'train',
+        'type': 'JPEGPairedDataset',
+        'dataroot_gt': osp.join(data['train'], 'gt'),
+        'dataroot_lq': osp.join(data['train'], f'qf{qf}'),
+        'io_backend': {
+            'type': 'disk'
+        },
+        'gt_size': 32,
+        'use_hflip': True,
+        'use_rot': True,
+        'num_worker_per_gpu': 0,
+        'batch_size_per_gpu': 2,
+        'dataset_enlarge_ratio': 10
+    }
     val_qf = qf
-    opt = {'name': name, 'model_type': model_type, 'num_gpu': 0, 'manual_seed': 0,
-           'network_g': dict(TINY_RDN), 'path': {'pretrain_network_g': pretrain, 'resume_state': None},
-           'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3},
-                     'scheduler': {'type': 'MultiStepLR', 'milestones': [15], 'gamma': 0.5},
-                     'total_iter': total_iter, 'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
-           'val': {'val_freq': 10, 'save_img': False, 'metrics': METRICS},
-           'logger': {'print_freq': 5, 'save_checkpoint_freq': 10, 'use_tb_logger': True}}
+    opt = {
+        'name': name,
+        'model_type': model_type,
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'network_g': dict(network or TINY_RDN),
+        'path': {
+            'pretrain_network_g': pretrain,
+            'resume_state': None
+        },
+        'train': {
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-3
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [15],
+                'gamma': 0.5
+            },
+            'total_iter': total_iter,
+            'warmup_iter': -1,
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0
+            }
+        },
+        'val': {
+            'val_freq': 10,
+            'save_img': False,
+            'metrics': METRICS
+        },
+        'logger': {
+            'print_freq': 5,
+            'save_checkpoint_freq': 10,
+            'use_tb_logger': True
+        }
+    }
     if model_type == 'CARNDAModel':
         train_set.update(type='TwoDomainDataset', dataroot_target=osp.join(data['train'], f'qf{target_qf}'))
-        opt['network_q'] = {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 16, 'pooling': 'avgstd'}
+        opt['network_q'] = {'type': 'QualityDiscriminator', 'num_feat': q_feat, 'hidden': 16, 'pooling': 'avgstd'}
         opt['train']['optim_q'] = {'type': 'Adam', 'lr': 1e-3}
         opt['train']['domain_opt'] = {'type': 'DomainAdversarialLoss', 'loss_weight': 0.1, 'schedule': 'ganin'}
         val_qf = target_qf
-    val_set = {'name': 'val', 'type': 'JPEGPairedDataset', 'dataroot_gt': osp.join(data['val'], 'gt'),
-               'dataroot_lq': osp.join(data['val'], f'qf{val_qf}'), 'io_backend': {'type': 'disk'}}
+    val_set = {
+        'name': 'val',
+        'type': 'JPEGPairedDataset',
+        'dataroot_gt': osp.join(data['val'], 'gt'),
+        'dataroot_lq': osp.join(data['val'], f'qf{val_qf}'),
+        'io_backend': {
+            'type': 'disk'
+        }
+    }
     opt['datasets'] = {'train': train_set, 'val': val_set}
     return opt
 
 
 def run_train(opt_path, *args):
-    result = subprocess.run([sys.executable, 'carn_da/train.py', '-opt', str(opt_path), *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, 'carn_da/train.py', '-opt', str(opt_path), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -68,8 +136,7 @@ def test_supervised_training_saves_checkpoints_and_validates(source_run):
     assert glob.glob(osp.join(ROOT, 'tb_logger', source_run, 'events.out.tfevents.*'))
 
 
-def test_domain_adaptation_trains_saves_both_networks_and_resumes(source_run, jpeg_dataset, experiment_name,
-                                                                  tmp_path):
+def test_domain_adaptation_trains_saves_both_networks_and_resumes(source_run, jpeg_dataset, experiment_name, tmp_path):
     name = experiment_name('da')
     pretrain = osp.join(experiment_dir(source_run), 'models', 'net_g_latest.pth')
     opt_path = write_options(options(name, jpeg_dataset, 'CARNDAModel', pretrain=pretrain), tmp_path / 'da.yml')
@@ -89,3 +156,68 @@ def test_domain_adaptation_trains_saves_both_networks_and_resumes(source_run, jp
     for ckpt in ('net_g_30.pth', 'net_q_30.pth'):
         assert osp.isfile(osp.join(models, ckpt)), ckpt
     assert osp.isfile(osp.join(experiment_dir(name), 'training_states', '30.state'))
+
+
+BACKBONES = {
+    'DnCNN': ({
+        'type': 'DnCNN',
+        'num_feat': 8,
+        'num_conv': 4
+    }, 8, None),
+    'MemNet': ({
+        'type': 'MemNet',
+        'num_feat': 8,
+        'num_memblock': 2,
+        'num_resblock': 1
+    }, 8, {
+        'type': 'L1Loss',
+        'loss_weight': 1.0
+    }),
+    'ARCNN': ({
+        'type': 'ARCNN'
+    }, 64, None),
+    'SplitCARN': ({
+        'type': 'SplitCARN',
+        'split_at': 'conv_first',
+        'arch': {
+            'type': 'RRDBNet',
+            'num_in_ch': 1,
+            'num_out_ch': 1,
+            'scale': 1,
+            'num_feat': 8,
+            'num_block': 1,
+            'num_grow_ch': 4
+        }
+    }, 8, None),
+}
+
+
+@pytest.mark.parametrize('backbone', sorted(BACKBONES))
+def test_domain_adaptation_runs_with_every_backbone(backbone, jpeg_dataset, experiment_name, tmp_path):
+    """Swapping ``network_g: type`` is all it takes; the saved net_g is the plain backbone."""
+    network, q_feat, intermediate_opt = BACKBONES[backbone]
+    name = experiment_name(f'da_{backbone.lower()}')
+    opt = options(
+        name,
+        jpeg_dataset,
+        'CARNDAModel',
+        total_iter=4,
+        network={
+            'num_in_ch': 1,
+            'num_out_ch': 1,
+            **network
+        },
+        q_feat=q_feat)
+    if network['type'] == 'SplitCARN':
+        del opt['network_g']['num_in_ch'], opt['network_g']['num_out_ch']
+    if intermediate_opt:
+        opt['train']['intermediate_opt'] = intermediate_opt
+    opt['logger'].update(print_freq=2, save_checkpoint_freq=4)
+    run_train(write_options(opt, tmp_path / 'da.yml'))
+    log = training_log(name)
+    assert f'Network [{network["type"]}] is created.' in log
+    for entry in ('l_domain:', 'acc_q:', '# psnr:', '# psnrb:') + (('l_intermediate:', ) if intermediate_opt else ()):
+        assert entry in log, entry
+    checkpoint = osp.join(experiment_dir(name), 'models', 'net_g_latest.pth')
+    net = load_generator(opt['network_g'], checkpoint)  # a plain generator, Q dropped
+    assert net(torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
