@@ -90,15 +90,10 @@ VARIANTS = {
 
 
 def prepare_data(shared, data_root):
+    script = osp.join(ROOT, 'scripts', 'prepare_data.py')
     for name in ('Train400', ) + TEST_SETS:
-        subprocess.run([
-            sys.executable,
-            osp.join(ROOT, 'scripts', 'prepare_data.py'), '--input',
-            osp.join(shared, name), '--out',
-            osp.join(data_root, name), '--qf', '10', '70', '--workers', '2'
-        ],
-                       check=True,
-                       stdout=subprocess.DEVNULL)
+        cmd = [sys.executable, script, '--input', osp.join(shared, name), '--out', osp.join(data_root, name)]
+        subprocess.run(cmd + ['--qf', '10', '70', '--workers', '2'], check=True, stdout=subprocess.DEVNULL)
 
 
 def network_options(backbone):
