@@ -2,16 +2,24 @@
 
 Images are numpy arrays (H, W, C), uint8, C = 1 (``color: gray``) or 3 (``color: rgb``, BGR until ``to_tensor``).
 A JPEG input and its ground truth pair by stem (relative path without extension): ``gt/a.png`` <-> ``qf10/a.jpg``.
+Image sizes are known before any image is decoded: from the file headers (PIL reads no pixels) or from an LMDB's
+``meta_info.txt``, so that datasets check them when they are built.
 """
 import numpy as np
 import os
 import random
+import re
 from basicsr.data.transforms import paired_random_crop
 from basicsr.utils import FileClient, imfrombytes, img2tensor
 from os import path as osp
+from PIL import Image
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 COLOR_FLAGS = {'gray': 'grayscale', 'rgb': 'color'}
+
+
+class BadImageError(ValueError):
+    """An image that is listed but cannot be read or decoded (the message names it)."""
 
 
 def _names(items, limit=10):
@@ -70,13 +78,43 @@ def images_by_stem(folder):
     return stems
 
 
-def lmdb_keys(root):
-    """Sorted keys of a BasicSR LMDB, read from its ``meta_info.txt`` (``<key>.<ext> (h,w,c) level`` lines)."""
+def lmdb_sizes(root):
+    """{key: (height, width)} of a BasicSR LMDB, read from its ``meta_info.txt`` (``<key>.<ext> (h,w,c) level``
+    lines); the size is None where a line gives none."""
     meta_info = osp.join(root, 'meta_info.txt')
     if not osp.isfile(meta_info):
         raise FileNotFoundError(f'LMDB {root} has no meta_info.txt ({meta_info} not found).')
+    sizes = {}
     with open(meta_info) as fin:
-        return sorted(osp.splitext(line.split()[0])[0] for line in fin if line.strip())
+        for fields in map(str.split, fin):
+            if fields:
+                shape = re.fullmatch(r'\((\d+),(\d+)(,\d+)?\)', fields[1]) if len(fields) > 1 else None
+                sizes[osp.splitext(fields[0])[0]] = (int(shape[1]), int(shape[2])) if shape else None
+    return sizes
+
+
+def lmdb_keys(root):
+    """Sorted keys of a BasicSR LMDB, read from its ``meta_info.txt``."""
+    return sorted(lmdb_sizes(root))
+
+
+def header_size(path):
+    """(height, width) of image file ``path`` from its header (no pixel is decoded); BadImageError if unreadable.
+
+    The header size ignores an EXIF orientation, which decoding applies: compare ``sorted`` sizes.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for missing, unknown and broken files
+        raise BadImageError(f'Cannot decode image {path}: {error}') from error
+    return height, width
+
+
+def size_reader(root, backend):
+    """Function that gives the (height, width) of an image path (disk) or key (lmdb) of ``root`` without decoding
+    it: ``header_size``, or the size in the LMDB's ``meta_info.txt`` (None if it gives none)."""
+    return lmdb_sizes(root).get if backend == 'lmdb' else header_size
 
 
 def pair_by_stem(lq_items, gt_items, lq_root, gt_root):
@@ -120,40 +158,52 @@ def make_file_client(io_backend_opt, roots, client_keys):
 
 
 def read_image(client, path, client_key, color='gray'):
-    """Image ``path`` (a file or LMDB key) of ``client`` decoded as uint8 (H, W, 1) (gray) or (H, W, 3) BGR (rgb)."""
-    content = client.get(path, client_key)
+    """Image ``path`` (a file or LMDB key) of ``client`` decoded as uint8 (H, W, 1) (gray) or (H, W, 3) BGR (rgb).
+
+    A missing file or key, or content that does not decode, raises BadImageError naming it.
+    """
+    try:
+        content = client.get(path, client_key)
+    except OSError as error:
+        raise BadImageError(f'Cannot read image {path}: {error}') from error
     if content is None:
-        raise KeyError(f'Key {path} is not in LMDB {client_key}.')
+        raise BadImageError(f'Key {path} is not in LMDB {client_key}.')
     img = imfrombytes(content, flag=COLOR_FLAGS[color]) if len(content) else None
     if img is None:
-        raise ValueError(f'Cannot decode image {path} ({len(content)} bytes).')
+        raise BadImageError(f'Cannot decode image {path} ({len(content)} bytes).')
     return img[..., None] if img.ndim == 2 else img
 
 
+def size_error(lq_size, gt_size, lq_path, gt_path):
+    """ValueError naming both files of a pair whose (height, width) differ (CAR has scale 1)."""
+    return ValueError(f'LQ {lq_path} is {lq_size[0]}x{lq_size[1]} but GT {gt_path} is {gt_size[0]}x{gt_size[1]} '
+                      '(height x width); they must match.')
+
+
 def check_same_size(img_lq, img_gt, lq_path, gt_path):
-    """ValueError naming both files unless LQ and GT have the same height and width (CAR has scale 1)."""
+    """Raise ``size_error`` unless LQ and GT images have the same height and width."""
     if img_lq.shape[:2] != img_gt.shape[:2]:
-        raise ValueError(f'LQ {lq_path} is {img_lq.shape[0]}x{img_lq.shape[1]} but GT {gt_path} is '
-                         f'{img_gt.shape[0]}x{img_gt.shape[1]} (height x width); they must match.')
+        raise size_error(img_lq.shape, img_gt.shape, lq_path, gt_path)
 
 
-def check_patch_fits(img, patch_size, path):
-    """ValueError naming the file and both sizes if a ``patch_size`` square does not fit in ``img``."""
-    h, w = img.shape[:2]
+def check_patch_fits(size, patch_size, path):
+    """ValueError naming the file and both sizes if a ``patch_size`` square does not fit in an image of ``size``
+    (height, width)."""
+    h, w = size[:2]
     if h < patch_size or w < patch_size:
         raise ValueError(f'Patch {patch_size}x{patch_size} is larger than image {path} ({h}x{w}).')
 
 
 def paired_crop(img_lq, img_gt, patch_size, gt_path):
     """The same random ``patch_size`` square of an LQ and GT image of equal size (see ``check_same_size``)."""
-    check_patch_fits(img_gt, patch_size, gt_path)
+    check_patch_fits(img_gt.shape, patch_size, gt_path)
     img_gt, img_lq = paired_random_crop(img_gt, img_lq, patch_size, 1, gt_path)
     return img_lq, img_gt
 
 
 def random_crop(img, patch_size, path):
     """A random ``patch_size`` square of one image."""
-    check_patch_fits(img, patch_size, path)
+    check_patch_fits(img.shape, patch_size, path)
     top = random.randint(0, img.shape[0] - patch_size)
     left = random.randint(0, img.shape[1] - patch_size)
     return img[top:top + patch_size, left:left + patch_size]

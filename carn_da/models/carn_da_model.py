@@ -4,7 +4,7 @@ from basicsr.losses import build_loss
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from carn_da.archs.splittable import require_splittable
-from carn_da.models.carn_model import CARNModel
+from carn_da.models.carn_model import CARNModel, check_finite
 
 
 @MODEL_REGISTRY.register()
@@ -64,6 +64,7 @@ class CARNDAModel(CARNModel):
         loss_dict = self.supervised_losses()  # eq. 2: the source batch only
         progress = current_iter / self.opt['train']['total_iter']
         loss_dict['l_domain'] = self.cri_domain(self.net_q, q_source, q_target, progress)
+        check_finite(loss_dict, current_iter)
         sum(loss_dict.values()).backward()
         self.optimizer_g.step()
         self.optimizer_q.step()

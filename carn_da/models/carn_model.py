@@ -1,9 +1,63 @@
+import numpy as np
+import os
+import random
 import torch
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from collections import OrderedDict
+from os import path as osp
+from torch import distributed as dist
 from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+
+def atomic_save(obj, path):
+    """``torch.save`` through a temporary file and ``os.replace``: ``path`` is the old file or the whole new one, even
+    if the process is killed while saving (then ``<path>.tmp`` is left behind)."""
+    tmp = f'{path}.tmp'
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def rng_state():
+    """The random states of python, numpy, torch and the current CUDA device (if used), as types that
+    ``torch.load(weights_only=True)`` reads."""
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        'python': random.getstate(),
+        'numpy': [name, keys.tolist(), pos, has_gauss, cached_gaussian],
+        'torch': torch.get_rng_state()
+    }
+    if torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state):
+    """Restore random states saved by ``rng_state`` (tensors may have been loaded onto a GPU)."""
+    random.setstate(state['python'])
+    name, keys, *rest = state['numpy']
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state['torch'].cpu())
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state['cuda'].cpu())
+
+
+def check_finite(loss_dict, current_iter):
+    """Raise FloatingPointError naming the iteration and the losses if a loss is NaN or infinite."""
+    if not all(torch.isfinite(loss).all() for loss in loss_dict.values()):
+        losses = ', '.join(f'{name}: {loss.mean().item():.4g}' for name, loss in loss_dict.items())
+        raise FloatingPointError(f'Iteration {current_iter}: non-finite loss ({losses}). Training stops before '
+                                 'this step; nothing is saved after the last checkpoint.')
 
 
 @MODEL_REGISTRY.register()
@@ -12,6 +66,11 @@ class CARNModel(SRModel):
 
     basicsr 1.4.2 wraps networks in DistributedDataParallel with ``device_ids=[torch.cuda.current_device()]``,
     which fails in a CPU (gloo) process group; here CPU networks are wrapped without device ids.
+
+    For reliability: a NaN or infinite loss raises FloatingPointError before the optimizer step (``check_finite``);
+    networks and training states are written atomically (``atomic_save``; a failed write raises instead of being
+    ignored as in BasicSR); the training state also holds the random states of every rank (``rng_state``), which
+    ``carn_da.pipelines`` restores where the saved run stood, so that a resumed run continues exactly.
 
     ``train.intermediate_opt`` (a BasicSR loss, e.g. ``{type: MSELoss, loss_weight: 0.5}``) adds MemNet's
     multi-supervision (Tai et al. 2017): the loss averaged over the network's intermediate predictions, for
@@ -57,8 +116,43 @@ class CARNModel(SRModel):
         self.optimizer_g.zero_grad()
         self.output = self.net_g(self.lq)
         loss_dict = self.supervised_losses()
+        check_finite(loss_dict, current_iter)
         sum(loss_dict.values()).backward()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """BasicSR's ``save_network`` (``models/<net_label>_<iter | latest>.pth``), written with ``atomic_save``."""
+        nets, param_keys = (net, param_key) if isinstance(net, list) else ([net], [param_key])
+        state = {
+            key: {
+                name.removeprefix('module.'): v.cpu()
+                for name, v in self.get_bare_model(net_).state_dict().items()
+            }
+            for net_, key in zip(nets, param_keys, strict=True)
+        }
+        label = 'latest' if current_iter == -1 else current_iter
+        atomic_save(state, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+
+    def save_training_state(self, epoch, current_iter):
+        """BasicSR's training state (epoch, iteration, optimizers, schedulers) plus ``rng``, the ``rng_state`` of
+        every rank, written by rank 0 with ``atomic_save`` to ``training_states/<iter>.state``."""
+        if current_iter == -1:
+            return
+        rng = [rng_state()]
+        if self.opt['dist']:
+            gathered = [None] * self.opt['world_size'] if self.opt['rank'] == 0 else None
+            dist.gather_object(rng[0], gathered, dst=0)
+            rng = gathered
+        if self.opt['rank'] == 0:
+            state = {
+                'epoch': epoch,
+                'iter': current_iter,
+                'optimizers': [o.state_dict() for o in self.optimizers],
+                'schedulers': [s.state_dict() for s in self.schedulers],
+                'rng': rng
+            }
+            atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
