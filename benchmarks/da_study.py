@@ -36,34 +36,11 @@ from datetime import datetime, timezone
 from os import path as osp
 
 from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
-from carn_da.runs import ROOT, experiment_dir, latest_generator, load_generator, train, write_options
+from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, latest_generator, load_generator,
+                          train_unless_done)
 
 DIRECTIONS = {'lq2hq': (10, 70), 'hq2lq': (70, 10)}
 TEST_SETS = ('BSD68', 'Set12')
-# CPU-sized backbones (--backbone) and the channels of the features their default split gives Q
-BACKBONES = {
-    'rdn': ({
-        'type': 'RDN',
-        'num_feat': 32,
-        'num_block': 4,
-        'num_layer': 4,
-        'growth': 16
-    }, 32),
-    'dncnn': ({
-        'type': 'DnCNN',
-        'num_feat': 32,
-        'num_conv': 10
-    }, 32),
-    'arcnn': ({
-        'type': 'ARCNN'
-    }, 64),
-    'memnet': ({
-        'type': 'MemNet',
-        'num_feat': 32,
-        'num_memblock': 3,
-        'num_resblock': 2
-    }, 32),
-}
 METRICS = {
     name: {
         'type': f'calculate_{name}',
@@ -96,11 +73,6 @@ def prepare_data(shared, data_root):
         subprocess.run(cmd + ['--qf', '10', '70', '--workers', '2'], check=True, stdout=subprocess.DEVNULL)
 
 
-def network_options(backbone):
-    network, _ = BACKBONES[backbone]
-    return {'num_in_ch': 1, 'num_out_ch': 1, **network}
-
-
 def base_options(name, data_root, qf, iters, lr, seed, batch, patch, backbone):
     return {
         'name': name,
@@ -124,7 +96,7 @@ def base_options(name, data_root, qf, iters, lr, seed, batch, patch, backbone):
                 'dataset_enlarge_ratio': 100
             }
         },
-        'network_g': network_options(backbone),
+        'network_g': cpu_network(backbone),
         'path': {
             'pretrain_network_g': None,
             'strict_load_g': True,
@@ -167,24 +139,13 @@ def variant_options(variant, name, data_root, source, target, args):
             type='TwoDomainDataset', dataroot_target=osp.join(data_root, 'Train400', f'qf{target}'))
         opt['network_q'] = {
             'type': 'QualityDiscriminator',
-            'num_feat': BACKBONES[args.backbone][1],
+            'num_feat': CPU_BACKBONES[args.backbone][1],
             'hidden': 128,
             'pooling': spec['pooling']
         }
         opt['train']['optim_q'] = {'type': 'Adam', 'lr': args.adapt_lr, 'betas': [0.9, 0.999]}
         opt['train']['domain_opt'] = {'type': 'DomainAdversarialLoss', 'loss_weight': spec['lambda']}
     return opt
-
-
-def run(opt, options_dir):
-    """Train ``opt`` unless its experiment already finished; return its wall time in seconds (0 when reused)."""
-    if osp.isfile(latest_generator(opt['name'])):
-        print(f'reusing {latest_generator(opt["name"])}', flush=True)
-        return 0.0
-    start = time.time()
-    print(f'training {opt["name"]} ({opt["train"]["total_iter"]} iterations)', flush=True)
-    train(write_options(opt, osp.join(options_dir, f'{opt["name"]}.yml')), quiet=True)
-    return time.time() - start
 
 
 def mean_logged(name, key):
@@ -236,7 +197,7 @@ def main():
     parser.add_argument('--shared', default=osp.join(ROOT, os.pardir, 'shared', 'datasets'))
     parser.add_argument('--data-root', default=osp.join(ROOT, 'datasets'))
     parser.add_argument('--out', default=None, help='Output folder. Default: results/<prefix>.')
-    parser.add_argument('--backbone', choices=sorted(BACKBONES), default='rdn')
+    parser.add_argument('--backbone', choices=sorted(CPU_BACKBONES), default='rdn')
     parser.add_argument('--prefix', default=None, help='Experiment name prefix. Default: da_study_<backbone>.')
     parser.add_argument('--directions', nargs='+', choices=sorted(DIRECTIONS), default=['lq2hq', 'hq2lq'])
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
@@ -259,7 +220,7 @@ def main():
     for qf in sorted({qf for d in args.directions for qf in DIRECTIONS[d]}):
         opt = base_options(f'{args.prefix}_sq_qf{qf}', args.data_root, qf, args.source_iters, args.lr, args.seed,
                            args.batch, args.patch, args.backbone)
-        wall[opt['name']] = run(opt, args.out)
+        wall[opt['name']] = train_unless_done(opt, args.out)
 
     def test_pairs(qf):
         return {
@@ -277,7 +238,7 @@ def main():
         'args': vars(args),
         'directions': {}
     }
-    network = network_options(args.backbone)
+    network = cpu_network(args.backbone)
     report['parameters'] = sum(p.numel() for p in build_network(copy.deepcopy(network)).parameters())
     markdown = [
         f'Command: `{report["command"]}`  \nDate: {report["date"]}; machine: {report["machine"]}  \n'
@@ -296,13 +257,13 @@ def main():
             name = f'{args.prefix}_{direction}_{variant}'
             opt = variant_options(variant, name, args.data_root, source, target, args)
             control_opt = control_opt or variant_options('control', name, args.data_root, source, target, args)
-            wall[name] = run(opt, args.out)
+            wall[name] = train_unless_done(opt, args.out)
             models[variant] = latest_generator(name)
             details[variant] = {'acc_q': mean_logged(name, 'acc_q'), 'step_ratio': step_time_ratio(opt, control_opt)}
 
         rows = [('JPEG', score(None, pairs_target))]
         for label, checkpoint in models.items():
-            net = load_generator(network_options(args.backbone), checkpoint)
+            net = load_generator(cpu_network(args.backbone), checkpoint)
             rows.append((label, {**score(net, pairs_target), 'source_psnr': score(net, pairs_source)['BSD68_psnr']}))
         scores = dict(rows)
         dq, sq = scores['DQ (SQ of the source)'], scores['SQ of the target (oracle)']

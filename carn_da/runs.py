@@ -2,12 +2,45 @@
 import copy
 import subprocess
 import sys
+import time
 import torch
 import yaml
 from basicsr.archs import build_network
 from os import path as osp
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
+
+# CPU-sized backbones of the benchmarks and the CPU reproduction preset: network_g options, and the channels of the
+# features their default split gives the quality discriminator
+CPU_BACKBONES = {
+    'rdn': ({
+        'type': 'RDN',
+        'num_feat': 32,
+        'num_block': 4,
+        'num_layer': 4,
+        'growth': 16
+    }, 32),
+    'dncnn': ({
+        'type': 'DnCNN',
+        'num_feat': 32,
+        'num_conv': 10
+    }, 32),
+    'arcnn': ({
+        'type': 'ARCNN'
+    }, 64),
+    'memnet': ({
+        'type': 'MemNet',
+        'num_feat': 32,
+        'num_memblock': 3,
+        'num_resblock': 2
+    }, 32),
+}
+
+
+def cpu_network(backbone):
+    """Grayscale ``network_g`` options of a CPU-sized backbone (``CPU_BACKBONES``)."""
+    network, _ = CPU_BACKBONES[backbone]
+    return {'num_in_ch': 1, 'num_out_ch': 1, **copy.deepcopy(network)}
 
 
 def experiment_dir(name, root=ROOT):
@@ -38,6 +71,18 @@ def train(opt_path, *args, quiet=False):
     result = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if quiet else None)
     if result.returncode != 0:
         raise RuntimeError(f'training failed (exit {result.returncode}): {" ".join(cmd)}')
+
+
+def train_unless_done(opt, options_dir):
+    """Train ``opt`` (written to ``options_dir``) unless an experiment of its name finished already; return the wall
+    time in seconds (0 when reused)."""
+    if osp.isfile(latest_generator(opt['name'])):
+        print(f'reusing {latest_generator(opt["name"])}', flush=True)
+        return 0.0
+    start = time.time()
+    print(f'training {opt["name"]} ({opt["train"]["total_iter"]} iterations)', flush=True)
+    train(write_options(opt, osp.join(options_dir, f'{opt["name"]}.yml')), quiet=True)
+    return time.time() - start
 
 
 def load_generator(network_opt, checkpoint, device='cpu'):
