@@ -13,6 +13,6 @@ setup(
         'torch', 'torchvision', 'basicsr>=1.4.2', 'numpy', 'opencv-python', 'pyyaml', 'lmdb', 'tb-nightly',
         'scikit-image', 'matplotlib', 'tqdm', 'pillow'
     ],
-    entry_points={'console_scripts': ['carn-da-eval=carn_da.evaluate:main']},
+    entry_points={'console_scripts': ['carn-da=carn_da.cli:main', 'carn-da-eval=carn_da.evaluate:main']},
     license='Apache-2.0',
 )

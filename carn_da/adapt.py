@@ -1,0 +1,411 @@
+"""Adapt a trained CARN to your own JPEGs, of any and mixed quality, without their ground truth (Ham et al. 2021).
+
+    carn-da adapt --model experiments/RDN_SQ_QF10/models/net_g_latest.pth --opt options/train_rdn_sq_qf10.yml \\
+        --source-gt datasets/Train400/gt --source-lq datasets/Train400/qf10 --target my_jpegs/ --name my_jpegs
+
+(also ``python -m carn_da.adapt``). The source model keeps training on its labelled pairs (``--source-gt``,
+``--source-lq``: ground truths and JPEGs of the quality it was trained on, folders or BasicSR LMDBs) while a quality
+discriminator learns to tell its features of those JPEGs from its features of your JPEGs (``--target``, a folder
+searched recursively, no ground truth) and the feature extractor learns, through gradient reversal, to make them
+alike (CARNDAModel, run by BasicSR's training pipeline in a subprocess).
+
+Writes ``--out`` (default ``results/<name>``): ``<name>.yml``, the options of the run (resume or extend it with
+``python carn_da/train.py -opt <name>.yml --auto_resume``, or ``carn-da adapt ... --resume``), ``report.md`` (also
+printed) and ``report.json``. The adapted model is ``experiments/<name>/models/net_g_latest.pth``; restore with it
+by ``carn-da restore --model <it> --opt <name>.yml`` (or the source model's option file).
+
+The report gives the JPEG quality histograms of both image sets (read from their quantisation tables) and, on the
+target images, indicators that need no ground truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the
+luma, in 8-bit squared units; lower is less blocky, but blurring lowers it too) of the JPEGs and of the outputs of
+the source and adapted models, and the discriminator's accuracy over training (near 0.5 once it cannot tell the
+domains apart). With ``--target-gt`` (ground truths of some target images, paired by relative path without
+extension, never given to the training): PSNR, PSNR-B and SSIM before and after, on luma for a 1-channel model.
+"""
+import carn_da.compat  # noqa: F401
+
+import argparse
+import cv2
+import json
+import math
+import numpy as np
+import os
+import re
+import shlex
+import sys
+import torch
+from os import path as osp
+from tqdm import tqdm
+
+from carn_da.archs.splittable import require_splittable
+from carn_da.data.image_pairs import header_size, image_paths, images_by_stem
+from carn_da.data.jpeg import quality_histogram, to_gray
+from carn_da.data.two_domain_dataset import TwoDomainDataset
+from carn_da.evaluate import UserError, choose_device
+from carn_da.evaluation import METRICS, image_scores, markdown_table, mean_scores
+from carn_da.metrics.psnrb_metric import blocking_effect_factor
+from carn_da.restore import BadInput, Restorer, decode, load_checkpoint, load_model, network_options, read_input
+from carn_da.runs import ROOT, experiment_dir, latest_generator, load_options, train, write_options
+
+# 1000 steps of batch 8 and patch 48: minutes on a GPU; on 2 idle CPU cores 5-7 min for the CPU-sized RDNs of
+# options/demo and benchmarks/da_study.py (0.3-0.4 s per step in their logs; twice that beside other jobs).
+DEFAULT_ITERS = 1000
+L1 = {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}
+JPEG, BEFORE, AFTER = 'JPEG input', 'source model (before)', 'adapted model (after)'
+METRIC_NAMES = {'psnr': 'PSNR', 'psnrb': 'PSNR-B', 'ssim': 'SSIM'}
+LOGGED_ACC = re.compile(r'iter:\s*([\d,]+),.*?acc_q: (\S+)')
+
+
+def io_backend(root):
+    """BasicSR io_backend of a data root: an LMDB (``*.lmdb``) or a folder."""
+    return {'type': 'lmdb' if osp.normpath(root).endswith('.lmdb') else 'disk'}
+
+
+def source_losses(options):
+    """The supervised losses of the source model's option file (``pixel_opt``, MemNet's ``intermediate_opt``);
+    an L1 ``pixel_opt`` where it gives none."""
+    train_opt = load_options(options).get('train') or {}
+    losses = {key: train_opt[key] for key in ('pixel_opt', 'intermediate_opt') if isinstance(train_opt.get(key), dict)}
+    return {'pixel_opt': L1, **losses}
+
+
+def quality_feature_channels(net, channels, patch, device):
+    """Channels of the feature map the quality discriminator reads: ``quality_feature(extract(x))`` of a dummy x."""
+    try:
+        require_splittable(net)
+    except TypeError as error:
+        raise UserError(str(error)) from error
+    with torch.no_grad():
+        return net.quality_feature(net.extract(torch.zeros(1, channels, patch, patch, device=device))).shape[1]
+
+
+def adapt_options(args, channels, q_feat, device):
+    """CARNDAModel options: the source model as ``pretrain_network_g``, the source pairs and the target images in a
+    TwoDomainDataset, a QualityDiscriminator on the ``q_feat`` channels of F's features, the paper's lambda."""
+    return {
+        'name': args.name,
+        'model_type': 'CARNDAModel',
+        'num_gpu': 1 if device.type == 'cuda' else 0,
+        'manual_seed': args.seed,
+        'datasets': {
+            'train': {
+                'name': f'{args.name}_source_and_target',
+                'type': 'TwoDomainDataset',
+                'dataroot_gt': osp.abspath(args.source_gt),
+                'dataroot_lq': osp.abspath(args.source_lq),
+                'io_backend': io_backend(args.source_gt),
+                'dataroot_target': osp.abspath(args.target),
+                'io_backend_target': {
+                    'type': 'disk'
+                },
+                'color': 'gray' if channels == 1 else 'rgb',
+                'skip_bad_images': True,
+                'gt_size': args.patch,
+                'use_hflip': True,
+                'use_rot': True,
+                'num_worker_per_gpu': 4 if device.type == 'cuda' else 0,
+                'batch_size_per_gpu': args.batch,
+                'dataset_enlarge_ratio': 1
+            }
+        },
+        'network_g': network_options(args.opt),
+        'network_q': {
+            'type': 'QualityDiscriminator',
+            'num_feat': q_feat,
+            'hidden': 128,
+            'num_domains': 2,
+            'pooling': 'avgstd'
+        },
+        'path': {
+            'pretrain_network_g': osp.abspath(args.model),
+            'param_key_g': load_checkpoint(args.model)[0],
+            'strict_load_g': True,
+            'resume_state': None
+        },
+        'train': {
+            'optim_g': {
+                'type': 'Adam',
+                'lr': args.lr,
+                'betas': [0.9, 0.999]
+            },
+            'optim_q': {
+                'type': 'Adam',
+                'lr': args.lr,
+                'betas': [0.9, 0.999]
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [max(1, args.iters * 3 // 4)],
+                'gamma': 0.5
+            },
+            'total_iter': args.iters,
+            'warmup_iter': -1,
+            **source_losses(args.opt), 'domain_opt': {
+                'type': 'DomainAdversarialLoss',
+                'loss_weight': args.lambda_,
+                'schedule': 'constant'
+            }
+        },
+        'logger': {
+            'print_freq': max(1, args.iters // 50),
+            'save_checkpoint_freq': max(1, args.iters // 4),
+            'use_tb_logger': True
+        }
+    }
+
+
+def check_dataset(train_opt, iters):
+    """Build the training set as the run will (every pair and target header is checked); UserError naming what is
+    wrong. Sets ``dataset_enlarge_ratio`` so that one epoch covers the run."""
+    try:
+        dataset = TwoDomainDataset(dict(train_opt, phase='train'))
+    except (ValueError, FileNotFoundError) as error:
+        raise UserError(f'Training data: {error}') from error
+    train_opt['dataset_enlarge_ratio'] = max(1, math.ceil(iters * train_opt['batch_size_per_gpu'] / len(dataset)))
+    return dataset
+
+
+def histogram_text(histogram):
+    return ', '.join(f'QF {q}: {n}' if q is not None else f'not JPEG: {n}' for q, n in histogram.items())
+
+
+def load_ground_truths(gt_dir, targets):
+    """{stem: uint8 ground truth} of the targets ({stem: path}) with one in ``gt_dir``; UserError if none pairs or a
+    pair's sizes differ."""
+    try:
+        gt_paths = images_by_stem(gt_dir)
+    except ValueError as error:
+        raise UserError(f'--target-gt: {error}') from error
+    stems = sorted(gt_paths.keys() & targets.keys())
+    if not stems:
+        raise UserError(f'--target-gt: no image of {gt_dir} has the relative path (without extension) of a target.')
+    gts = {}
+    for stem in stems:
+        gt = cv2.imread(gt_paths[stem], cv2.IMREAD_UNCHANGED)
+        if gt is None or gt.dtype != np.uint8:
+            raise UserError(f'--target-gt: cannot read {gt_paths[stem]} as an 8-bit image.')
+        if gt.shape[:2] != header_size(targets[stem]):
+            raise UserError(f'--target-gt: {gt_paths[stem]} is {gt.shape[0]}x{gt.shape[1]} but target '
+                            f'{targets[stem]} is {"x".join(map(str, header_size(targets[stem])))}.')
+        gts[stem] = gt
+    return gts
+
+
+def evaluation_stems(targets, gts, limit):
+    """The targets to measure: ``limit`` of them spread evenly over the sorted stems, and every one with a GT."""
+    stems = sorted(targets)
+    if len(stems) > limit:
+        stems = [stems[i] for i in np.linspace(0, len(stems) - 1, limit).round().astype(int)]
+    return sorted(set(stems) | gts.keys())
+
+
+def comparable(out, gt, channels):
+    """``out`` and ``gt`` as luma (1-channel model or a gray image) or BGR, for scoring."""
+    if channels == 1 or out.ndim == 2 or gt.ndim == 2:
+        return to_gray(out), to_gray(gt)
+    return out[..., :3], gt[..., :3]
+
+
+def measure(label, restorer, targets, stems, gts, channels):
+    """Mean BEF of the luma of ``restorer``'s outputs (None: the JPEGs) over ``stems``, and per-image scores of the
+    ones with a GT. Unreadable targets are reported and left out of ``stems`` (in place)."""
+    befs, rows = [], []
+    for stem in tqdm(list(stems), desc=label, unit='img', file=sys.stderr):
+        try:
+            img, _ = decode(read_input(targets[stem]))
+        except BadInput as error:
+            tqdm.write(f'skipping target {targets[stem]}: {error}', file=sys.stderr)
+            stems.remove(stem)
+            continue
+        out = img if restorer is None else restorer(img)
+        luma = to_gray(out)
+        if min(luma.shape) >= 8 and max(luma.shape) >= 16:
+            befs.append(blocking_effect_factor(luma))
+        if stem in gts:
+            rows.append({'name': stem, **image_scores(*comparable(out, gts[stem], channels))})
+    return {'bef': float(np.mean(befs)) if befs else float('nan'), **(mean_scores(rows) if rows else {})}
+
+
+def logged_accuracy(name):
+    """{iteration: acc_q} that BasicSR's message logger wrote in the training logs of experiment ``name``."""
+    logs = sorted(f for f in os.listdir(experiment_dir(name)) if f.startswith('train_') and f.endswith('.log'))
+    accuracy = {}
+    for log in logs:
+        with open(osp.join(experiment_dir(name), log), encoding='utf-8') as f:
+            accuracy.update((int(it.replace(',', '')), float(acc)) for it, acc in LOGGED_ACC.findall(f.read()))
+    return dict(sorted(accuracy.items()))
+
+
+def accuracy_summary(accuracy):
+    """Mean logged discriminator accuracy over the first and the last quarter of the logged iterations."""
+    values = list(accuracy.values())
+    if not values:
+        return {}
+    quarter = max(1, len(values) // 4)
+    return {
+        'first_quarter': float(np.mean(values[:quarter])),
+        'last_quarter': float(np.mean(values[-quarter:])),
+        'logged': len(values)
+    }
+
+
+def shown(path):
+    """``path`` relative to the working directory if it lies below it, else absolute."""
+    rel = osp.relpath(path)
+    return osp.abspath(path) if rel.startswith(os.pardir) else rel
+
+
+def report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt):
+    """The Markdown report of an adaptation."""
+    checkpoint, opt_path = shown(latest_generator(args.name)), shown(opt_path)
+    lines = [
+        f'## carn-da adapt: {args.name}\n', f'Command: `{command}`  ',
+        f'Adapted model: `{checkpoint}`, options of the run: `{opt_path}`  ',
+        f'Restore: `carn-da restore INPUT -o OUTDIR --model {checkpoint} --opt {opt_path}`  ',
+        f'Resume or extend: `python -m carn_da.train -opt {opt_path} --auto_resume --force_yml train:total_iter=N`\n',
+        '| images | folder | count | JPEG quality (QF) |', '|---|---|---:|---|'
+    ]
+    for label, (folder, histogram) in histograms.items():
+        lines.append(f'| {label} | `{folder}` | {sum(histogram.values())} | {histogram_text(histogram) or "n/a"} |')
+    lines += [
+        '', f'No-reference indicators on {num_measured} target images (no ground truth used): mean blocking-effect '
+        'factor of the luma (BEF; lower is less blocky, but blurring lowers it too).\n',
+        markdown_table([('bef', 'mean BEF')], [(label, values) for label, values in results.items()], JPEG)
+    ]
+    if accuracy:
+        lines.append(f'Quality discriminator accuracy during adaptation ({accuracy["logged"]} logged iterations): '
+                     f'{accuracy["first_quarter"]:.2f} over the first quarter, {accuracy["last_quarter"]:.2f} over '
+                     'the last (0.5: the features of source and target JPEGs are indistinguishable).\n')
+    if num_gt:
+        columns = [(metric, METRIC_NAMES[metric]) for metric in METRICS]
+        lines += [
+            f'With ground truth ({num_gt} target images of `{args.target_gt}`, not used in training):\n',
+            markdown_table(columns, list(results.items()), JPEG)
+        ]
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='carn-da adapt', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', required=True, metavar='CHECKPOINT', help='The source model (BasicSR checkpoint).')
+    parser.add_argument('--opt', required=True, metavar='OPTIONS.yml', help="Option file with the model's network_g.")
+    parser.add_argument('--source-gt', required=True, metavar='DIR', help='Ground truths of the source pairs.')
+    parser.add_argument('--source-lq', required=True, metavar='DIR', help='Their JPEGs (the source quality).')
+    parser.add_argument('--target', required=True, metavar='DIR', help='Your JPEGs (any quality; no ground truth).')
+    parser.add_argument(
+        '--target-gt', metavar='DIR', help='Ground truths of some target images, only to score before and after.')
+    parser.add_argument('--name', help='Experiment name (experiments/NAME). Default: adapt_<target folder name>.')
+    parser.add_argument('--out', help='Folder of the options and report. Default: results/NAME.')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=DEFAULT_ITERS,
+        help=f'Training iterations. Default: {DEFAULT_ITERS} (minutes on a GPU; 5-7 min for the CPU-sized RDNs of '
+        'options/demo and benchmarks/da_study.py on 2 idle CPU cores).')
+    parser.add_argument(
+        '--lambda',
+        dest='lambda_',
+        metavar='LAMBDA',
+        type=float,
+        default=0.1,
+        help='Weight of the domain loss. Default: 0.1 (paper).')
+    parser.add_argument('--lr', type=float, default=1e-4, help='Learning rate of F, D and Q. Default: 1e-4 (paper).')
+    parser.add_argument('--batch', type=int, default=8, help='Source (and target) patches per step. Default: 8.')
+    parser.add_argument('--patch', type=int, default=48, help='Side of the training patches. Default: 48.')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='Default: CUDA if present.')
+    parser.add_argument('--resume', action='store_true', help='Continue the experiment NAME if it exists.')
+    parser.add_argument(
+        '--eval-images',
+        type=int,
+        default=100,
+        help='Measure BEF on at most this many target images (spread over them), plus all with a ground truth. '
+        'Default: 100.')
+    parser.add_argument('--tile', type=int, help='Restore the measured images in tiles of this size.')
+    args = parser.parse_args(argv)
+    for option in ('iters', 'batch', 'patch', 'eval_images'):
+        if getattr(args, option) < 1:
+            parser.error(f'--{option.replace("_", "-")} must be at least 1')
+    if args.patch < 16:
+        parser.error('--patch must be at least 16')
+    args.name = args.name or f'adapt_{osp.basename(osp.normpath(args.target))}'
+    if not re.fullmatch(r'[\w.-]+', args.name):
+        parser.error(f'--name may hold letters, digits, _ . and - only, got {args.name!r}')
+    args.out = args.out or osp.join(ROOT, 'results', args.name)
+    return parser, args
+
+
+def quality_histograms(args, targets):
+    """{'source': (folder, histogram), 'target': ...} of the JPEG qualities (no source histogram for an LMDB)."""
+    histograms = {}
+    if io_backend(args.source_lq)['type'] == 'disk':
+        histograms['source'] = (args.source_lq, quality_histogram(image_paths(args.source_lq, 'disk')))
+    histograms['target'] = (args.target, quality_histogram(targets.values()))
+    return histograms
+
+
+def write_report(args, command, opt_path, histograms, results, num_measured, num_gt):
+    """Print the report and write it as ``report.md`` and ``report.json`` under ``--out``."""
+    accuracy = accuracy_summary(logged_accuracy(args.name))
+    text = report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt)
+    print(text)
+    with open(osp.join(args.out, 'report.md'), 'w', encoding='utf-8') as f:
+        f.write(text)
+    qf_histograms = {label: {str(q): n for q, n in histogram.items()} for label, (_, histogram) in histograms.items()}
+    summary = dict(
+        command=command,
+        checkpoint=latest_generator(args.name),
+        options=opt_path,
+        qf_histograms=qf_histograms,
+        results=results,
+        discriminator_accuracy=accuracy,
+        measured_images=num_measured,
+        target_gt_images=num_gt)
+    with open(osp.join(args.out, 'report.json'), 'w', encoding='utf-8') as f:
+        json.dump(summary, f, indent=1)
+
+
+def run(args, command):
+    for option in ('source_gt', 'source_lq', 'target', 'target_gt'):
+        root = getattr(args, option)
+        if root is not None and not osp.isdir(root):
+            raise UserError(f'--{option.replace("_", "-")}: folder {root} does not exist.')
+    if osp.isdir(experiment_dir(args.name)) and not args.resume:
+        raise UserError(f'Experiment {experiment_dir(args.name)} exists: pass --resume to continue it, or choose '
+                        'another --name.')
+    device = choose_device(args.device)
+    net, channels = load_model(args.model, args.opt, device)
+    opt = adapt_options(args, channels, quality_feature_channels(net, channels, args.patch, device), device)
+    dataset = check_dataset(opt['datasets']['train'], args.iters)
+    targets = {osp.splitext(osp.relpath(path, args.target))[0]: path for path in dataset.target_paths}
+    gts = load_ground_truths(args.target_gt, targets) if args.target_gt else {}
+    histograms = quality_histograms(args, targets)
+    stems = evaluation_stems(targets, gts, args.eval_images)
+
+    results = {JPEG: measure(JPEG, None, targets, stems, gts, channels)}
+    results[BEFORE] = measure(BEFORE, Restorer(net, channels, device, tile=args.tile), targets, stems, gts, channels)
+    del net
+    torch.cuda.empty_cache()  # leave the GPU to the training process
+    os.makedirs(args.out, exist_ok=True)
+    opt_path = write_options(opt, osp.join(args.out, f'{args.name}.yml'))
+    try:
+        train(opt_path, *(['--auto_resume'] if args.resume else []))
+    except RuntimeError as error:
+        print(f'carn-da adapt: {error}; options: {opt_path}', file=sys.stderr)
+        return 1
+    adapted, _ = load_model(latest_generator(args.name), args.opt, device)
+    results[AFTER] = measure(AFTER, Restorer(adapted, channels, device, tile=args.tile), targets, stems, gts, channels)
+    write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)))
+    return 0
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    try:
+        return run(args, f'{parser.prog} {shlex.join(sys.argv[1:] if argv is None else argv)}')
+    except UserError as error:
+        parser.exit(2, f'{parser.prog}: error: {error}\n')
+
+
+if __name__ == '__main__':
+    sys.exit(main())

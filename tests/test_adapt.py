@@ -1,0 +1,118 @@
+import carn_da.compat  # noqa: F401
+
+import json
+import os
+import pytest
+import shutil
+import torch
+import yaml
+from conftest import write_jpeg_dataset
+from os import path as osp
+
+from carn_da import adapt, cli
+from carn_da.archs.rdn_arch import RDN
+from carn_da.data.jpeg import quality_histogram
+from carn_da.data.two_domain_dataset import TwoDomainDataset
+from carn_da.runs import latest_generator
+
+TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 4}
+PILE_QFS = (30, 50, 70, 90)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """Source pairs at QF 10, a pile of target JPEGs of mixed QF (no ground truth) and the GTs of two of them."""
+    root = tmp_path_factory.mktemp('adapt')
+    source = write_jpeg_dataset(str(root / 'source'), 6, (40, 48), qfs=(10, ), seed=0)
+    images = write_jpeg_dataset(str(root / 'images'), len(PILE_QFS), (40, 48), qfs=PILE_QFS, seed=1)
+    os.makedirs(root / 'pile' / 'sub')
+    os.makedirs(root / 'pile_gt' / 'sub')
+    for i, qf in enumerate(PILE_QFS):
+        folder = 'sub/' if i % 2 else ''
+        shutil.copy(osp.join(images, f'qf{qf}', f'img{i:03d}.jpg'), root / 'pile' / f'{folder}img{i:03d}.jpg')
+        if i < 2:
+            shutil.copy(osp.join(images, 'gt', f'img{i:03d}.png'), root / 'pile_gt' / f'{folder}img{i:03d}.png')
+    torch.manual_seed(0)
+    net = RDN(**{k: v for k, v in TINY_RDN.items() if k != 'type'})
+    torch.save({'params': net.state_dict()}, root / 'source.pth')
+    (root / 'source.yml').write_text(yaml.safe_dump({'name': 'tiny_sq_qf10', 'network_g': TINY_RDN}))
+    return {
+        'source': source,
+        'pile': str(root / 'pile'),
+        'pile_gt': str(root / 'pile_gt'),
+        'model': str(root / 'source.pth'),
+        'opt': str(root / 'source.yml')
+    }
+
+
+def test_mixed_quality_target_folder_is_one_target_domain(data):
+    opt = {
+        'name': 'mixed',
+        'type': 'TwoDomainDataset',
+        'phase': 'train',
+        'dataroot_gt': osp.join(data['source'], 'gt'),
+        'dataroot_lq': osp.join(data['source'], 'qf10'),
+        'dataroot_target': data['pile'],
+        'io_backend': {
+            'type': 'disk'
+        },
+        'gt_size': 32
+    }
+    dataset = TwoDomainDataset(opt)
+    assert list(quality_histogram(dataset.target_paths)) == list(PILE_QFS)
+    drawn = {dataset[i % len(dataset)]['target_path'] for i in range(40)}
+    assert drawn == set(dataset.target_paths)
+    assert dataset[0]['lq_target'].shape == (1, 32, 32)
+
+
+def test_adapt_end_to_end_then_restore_with_the_adapted_model(data, experiment_name, tmp_path, capfd):
+    name = experiment_name('adapt')
+    out = tmp_path / 'out'
+    argv = [
+        '--model', data['model'], '--opt', data['opt'], '--source-gt',
+        osp.join(data['source'], 'gt'), '--source-lq',
+        osp.join(data['source'], 'qf10'), '--target', data['pile'], '--target-gt', data['pile_gt'], '--name', name,
+        '--out',
+        str(out), '--iters', '4', '--batch', '2', '--patch', '32', '--device', 'cpu'
+    ]
+    assert adapt.main(argv) == 0
+    stdout = capfd.readouterr().out
+    checkpoint = latest_generator(name)
+    opt_path = out / f'{name}.yml'
+    for path in (checkpoint, opt_path, out / 'report.md', out / 'report.json'):
+        assert osp.isfile(path), path
+
+    opt = yaml.safe_load(opt_path.read_text())
+    assert opt['model_type'] == 'CARNDAModel' and opt['network_g'] == TINY_RDN
+    assert opt['network_q']['type'] == 'QualityDiscriminator' and opt['network_q']['num_feat'] == 8
+    assert opt['path']['pretrain_network_g'] == data['model'] and opt['train']['total_iter'] == 4
+    train_set = opt['datasets']['train']
+    assert train_set['type'] == 'TwoDomainDataset' and train_set['dataroot_target'] == data['pile']
+    assert data['pile_gt'] not in opt_path.read_text()  # the ground truths never reach the training
+
+    report = (out / 'report.md').read_text()
+    assert report in stdout
+    assert 'QF 30: 1, QF 50: 1, QF 70: 1, QF 90: 1' in report and 'QF 10: 6' in report
+    for text in ('mean BEF', adapt.JPEG, adapt.BEFORE, adapt.AFTER, 'PSNR-B', 'discriminator accuracy',
+                 adapt.shown(checkpoint), adapt.shown(opt_path)):
+        assert text in report, text
+    summary = json.loads((out / 'report.json').read_text())
+    assert summary['qf_histograms']['target'] == {str(qf): 1 for qf in PILE_QFS}
+    assert summary['measured_images'] == 4 and summary['target_gt_images'] == 2
+    for label in (adapt.JPEG, adapt.BEFORE, adapt.AFTER):
+        assert set(summary['results'][label]) == {'bef', 'psnr', 'psnrb', 'ssim'}
+    assert summary['results'][adapt.BEFORE] != summary['results'][adapt.AFTER]
+    assert summary['discriminator_accuracy']['logged'] == 4
+
+    source = torch.load(data['model'], weights_only=True)['params']
+    adapted = torch.load(checkpoint, weights_only=True)['params']
+    assert any((source[k] != adapted[k]).any() for k in source)
+    assert cli.main(
+        ['restore', data['pile'], '-o',
+         str(tmp_path / 'restored'), '--model', checkpoint, '--opt',
+         str(opt_path)]) == 0
+    assert sorted(p.name for p in (tmp_path / 'restored').rglob('*.png')) == [f'img{i:03d}.png' for i in range(4)]
+
+    with pytest.raises(SystemExit) as exit_:
+        adapt.main(argv)
+    assert exit_.value.code == 2 and '--resume' in capfd.readouterr().err
