@@ -41,14 +41,6 @@ from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, late
 
 DIRECTIONS = {'lq2hq': (10, 70), 'hq2lq': (70, 10)}
 TEST_SETS = ('BSD68', 'Set12')
-METRICS = {
-    name: {
-        'type': f'calculate_{name}',
-        'crop_border': 0,
-        'test_y_channel': False
-    }
-    for name in ('psnr', 'psnrb', 'ssim')
-}
 VARIANTS = {
     'control': {
         'model_type': 'CARNModel'

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from carn_da.data.image_pairs import images_by_stem
 from carn_da.data.jpeg import jpeg_compress, to_gray
-from carn_da.evaluation import METRICS, image_scores, load_pairs, markdown_table, mean_scores, restore
+from carn_da.evaluation import (METRICS, add_inference_arguments, check_inference_arguments, image_scores, load_pairs,
+                                markdown_table, mean_scores, restore)
 from carn_da.runs import load_generator, load_options
 
 JPEG = 'JPEG'
@@ -41,6 +42,19 @@ DPI = 100
 
 class UserError(Exception):
     """A problem with the command line or its files; reported without a traceback, exit code 2."""
+
+
+def network_options(options):
+    """The ``network_g`` of an option file, or UserError naming the file."""
+    if not osp.isfile(options):
+        raise UserError(f'Option file {options} does not exist.')
+    try:
+        network_opt = load_options(options).get('network_g')
+    except (AttributeError, yaml.YAMLError) as error:
+        raise UserError(f'Option file {options} is not a YAML mapping: {error}') from error
+    if not isinstance(network_opt, dict):
+        raise UserError(f'Option file {options} has no network_g.')
+    return network_opt
 
 
 def _named(value, what):
@@ -92,19 +106,11 @@ def parse_args(argv=None):
         metavar='NAME/STEM',
         help='Draw residuals.png for this image of test set NAME at every --qf.')
     parser.add_argument('--out', required=True, help='Output folder.')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto')
-    parser.add_argument('--tile', type=int, help='Restore in tiles of this size (default: whole images).')
-    parser.add_argument(
-        '--tile-overlap',
-        type=int,
-        default=16,
-        help='Overlap of neighbouring tiles; tiling matches whole-image inference when the receptive '
-        'field radius is at most half of it. Default: 16.')
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
     args.qf = list(dict.fromkeys(args.qf))
     args.plot_qfs = sorted(set(args.plot_qfs or args.qf))
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        parser.error(f'--tile-overlap must be in [0, --tile), got {args.tile_overlap} and {args.tile}')
+    check_inference_arguments(parser, args)
     for qf in args.qf + args.plot_qfs:
         if not 1 <= qf <= 100:
             parser.error(f'a JPEG quality must be in 1..100, got {qf}')
@@ -136,11 +142,9 @@ def load_models(specs, device):
     nets = []
     for label, checkpoint, options in specs:
         try:
-            network_opt = load_options(options).get('network_g')
-        except (AttributeError, yaml.YAMLError) as error:
-            raise UserError(f'--model {label}: option file {options} is not a YAML mapping: {error}') from error
-        if not isinstance(network_opt, dict):
-            raise UserError(f'--model {label}: option file {options} has no network_g.')
+            network_opt = network_options(options)
+        except UserError as error:
+            raise UserError(f'--model {label}: {error}') from error
         try:
             nets.append((label, load_generator(network_opt, checkpoint, device)))
         except (KeyError, RuntimeError, pickle.UnpicklingError) as error:

@@ -157,3 +157,20 @@ def markdown_table(columns, rows, reference=None):
             cells.append(_format(values[key], key, gain_over))
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
+
+
+def add_inference_arguments(parser):
+    """``--device``, ``--tile`` and ``--tile-overlap`` of the command-line tools that restore images."""
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='Default: CUDA if present.')
+    parser.add_argument('--tile', type=int, help='Restore in tiles of this size (default: whole images).')
+    parser.add_argument(
+        '--tile-overlap',
+        type=int,
+        default=16,
+        help='Overlap of neighbouring tiles; tiling matches whole-image inference when the receptive field radius '
+        'is at most half of it. Default: 16.')
+
+
+def check_inference_arguments(parser, args):
+    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
+        parser.error(f'--tile-overlap must be in [0, --tile), got {args.tile_overlap} and {args.tile}')

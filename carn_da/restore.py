@@ -31,7 +31,6 @@ import pickle
 import re
 import sys
 import torch
-import yaml
 from basicsr.archs import build_network
 from os import path as osp
 from PIL import Image, UnidentifiedImageError
@@ -39,9 +38,8 @@ from torch import nn
 from tqdm import tqdm
 
 from carn_da.data.image_pairs import scan_images
-from carn_da.evaluate import UserError, choose_device
-from carn_da.evaluation import infer
-from carn_da.runs import load_options
+from carn_da.evaluate import UserError, choose_device, network_options
+from carn_da.evaluation import add_inference_arguments, check_inference_arguments, infer
 
 STDIN = '-'
 EXIF_ORIENTATION = 0x0112
@@ -86,19 +84,6 @@ def load_checkpoint(checkpoint):
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f'Checkpoint {checkpoint} holds no state dict (expected {{"params": state_dict}}).')
     return key, {k.removeprefix('module.'): v for k, v in state.items()}
-
-
-def network_options(options):
-    """The ``network_g`` of an option file, or UserError naming the file."""
-    if not osp.isfile(options):
-        raise UserError(f'Option file {options} does not exist.')
-    try:
-        network_opt = load_options(options).get('network_g')
-    except (AttributeError, yaml.YAMLError) as error:
-        raise UserError(f'Option file {options} is not a YAML mapping: {error}') from error
-    if not isinstance(network_opt, dict):
-        raise UserError(f'Option file {options} has no network_g.')
-    return network_opt
 
 
 def input_channels(net):
@@ -300,22 +285,14 @@ def parse_args(argv=None):
         'Default: all images (png, jpg, jpeg, bmp, tif, tiff).')
     parser.add_argument('--ext', choices=['png', 'tif', 'bmp'], default='png', help='Output format (lossless).')
     parser.add_argument('--overwrite', action='store_true', help='Restore again images whose output exists.')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='Default: CUDA if present.')
     parser.add_argument(
         '--half',
         action='store_true',
         help='Half precision: float16 on CUDA, bfloat16 on CPU (less memory; faster only on CPUs with bfloat16 '
         'instructions). Outputs may differ from float32 by a gray level or so.')
-    parser.add_argument('--tile', type=int, help='Restore in tiles of this size (default: whole images).')
-    parser.add_argument(
-        '--tile-overlap',
-        type=int,
-        default=16,
-        help='Overlap of neighbouring tiles; tiling matches whole-image inference when the receptive field radius '
-        'is at most half of it. Default: 16.')
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        parser.error(f'--tile-overlap must be in [0, --tile), got {args.tile_overlap} and {args.tile}')
+    check_inference_arguments(parser, args)
     if args.glob is not None and not osp.isdir(args.input):
         parser.error('--glob needs a folder INPUT')
     return parser, args

@@ -37,6 +37,17 @@ CPU_BACKBONES = {
 }
 
 
+# the validation metrics of the plugin's trainings (BasicSR's PSNR and SSIM, our PSNR-B), for option dicts
+VALIDATION_METRICS = {
+    name: {
+        'type': f'calculate_{name}',
+        'crop_border': 0,
+        'test_y_channel': False
+    }
+    for name in ('psnr', 'psnrb', 'ssim')
+}
+
+
 def cpu_network(backbone):
     """Grayscale ``network_g`` options of a CPU-sized backbone (``CPU_BACKBONES``)."""
     network, _ = CPU_BACKBONES[backbone]

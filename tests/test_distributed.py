@@ -10,6 +10,7 @@ import sys
 import torch
 from basicsr import train as basicsr_train
 from os import path as osp
+from tiny import model_options, train_options
 from torch import distributed as dist
 from torch import multiprocessing
 
@@ -18,8 +19,6 @@ from carn_da.models.carn_model import CARNModel
 from carn_da.pipelines import train_pipeline
 from carn_da.runs import ROOT, experiment_dir, write_options
 
-TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 8}
-TINY_Q = {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 16, 'pooling': 'avgstd'}
 MODELS = {'CARNModel': CARNModel, 'CARNDAModel': CARNDAModel}
 
 
@@ -77,83 +76,7 @@ def train_rank(rank, port, opt_path, out_dir):
 def test_two_gloo_ranks_train_identical_networks_on_disjoint_shards(jpeg_dataset, experiment_name, tmp_path):
     name = experiment_name('ddp')
     train = jpeg_dataset['train']
-    opt = {
-        'name': name,
-        'model_type': 'CARNDAModel',
-        'num_gpu': 0,
-        'manual_seed': 0,
-        'network_g': dict(TINY_RDN),
-        'network_q': dict(TINY_Q),
-        'path': {
-            'resume_state': None
-        },
-        'datasets': {
-            'train': {
-                'name': 'train',
-                'type': 'TwoDomainDataset',
-                'dataroot_gt': osp.join(train, 'gt'),
-                'dataroot_lq': osp.join(train, 'qf10'),
-                'dataroot_target': osp.join(train, 'qf70'),
-                'io_backend': {
-                    'type': 'disk'
-                },
-                'gt_size': 24,
-                'use_hflip': True,
-                'use_rot': True,
-                'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': 1
-            },
-            'val': {
-                'name': 'val',
-                'type': 'JPEGPairedDataset',
-                'dataroot_gt': osp.join(jpeg_dataset['val'], 'gt'),
-                'dataroot_lq': osp.join(jpeg_dataset['val'], 'qf70'),
-                'io_backend': {
-                    'type': 'disk'
-                }
-            }
-        },
-        'train': {
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'optim_q': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [4],
-                'gamma': 0.5
-            },
-            'total_iter': 6,
-            'warmup_iter': -1,
-            'pixel_opt': {
-                'type': 'L1Loss'
-            },
-            'domain_opt': {
-                'type': 'DomainAdversarialLoss',
-                'loss_weight': 0.1,
-                'schedule': 'ganin'
-            }
-        },
-        'val': {
-            'val_freq': 6,
-            'save_img': False,
-            'metrics': {
-                'psnr': {
-                    'type': 'calculate_psnr',
-                    'crop_border': 0
-                }
-            }
-        },
-        'logger': {
-            'print_freq': 1,
-            'save_checkpoint_freq': 3,
-            'use_tb_logger': False
-        }
-    }
+    opt = train_options(name, jpeg_dataset, total_iter=6, milestone=4, checkpoint=3, batch_size=1, val_freq=6)
     start_two_ranks(train_rank, str(write_options(opt, tmp_path / 'ddp.yml')), str(tmp_path))
     ranks = [torch.load(tmp_path / f'rank{rank}.pth', weights_only=True) for rank in range(2)]
     saved = {
@@ -175,44 +98,6 @@ def test_two_gloo_ranks_train_identical_networks_on_disjoint_shards(jpeg_dataset
 
     state = torch.load(osp.join(experiment_dir(name), 'training_states', '3.state'), weights_only=True)
     assert len(state['rng']) == 2 and state['rng'][0]['python'] != state['rng'][1]['python']
-
-
-def model_options(model_type):
-    return {
-        'name': 'unit',
-        'model_type': model_type,
-        'is_train': True,
-        'dist': False,
-        'num_gpu': 0,
-        'rank': 0,
-        'world_size': 1,
-        'network_g': dict(TINY_RDN),
-        'network_q': dict(TINY_Q),
-        'path': {},
-        'train': {
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'optim_q': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [100],
-                'gamma': 0.5
-            },
-            'total_iter': 10,
-            'pixel_opt': {
-                'type': 'L1Loss'
-            },
-            'domain_opt': {
-                'type': 'DomainAdversarialLoss',
-                'loss_weight': 0.5
-            }
-        }
-    }
 
 
 def batch(rank=None):

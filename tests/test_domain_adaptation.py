@@ -1,18 +1,18 @@
 """Quality discriminator, gradient reversal, domain adversarial loss and one CARNDAModel step."""
+import carn_da.compat  # noqa: F401
+
 import copy
 import math
 import pytest
 import torch
+from tiny import TINY_RDN, model_options
 from torch.nn import functional as F
 
-import carn_da  # noqa: F401
 from carn_da.archs.quality_discriminator_arch import QualityDiscriminator
 from carn_da.archs.rdn_arch import RDN
 from carn_da.losses.domain_adversarial_loss import DomainAdversarialLoss
 from carn_da.losses.gradient_reversal import GradientReversal, reverse_gradient
 from carn_da.models.carn_da_model import CARNDAModel
-
-TINY_RDN = dict(type='RDN', num_in_ch=1, num_out_ch=1, num_feat=8, num_block=2, num_layer=2, growth=8)
 
 
 def test_gradient_reversal_is_identity_forward_and_negates_backward():
@@ -94,23 +94,14 @@ def test_domain_loss_accepts_per_position_logits():
     assert torch.allclose(loss_fn(conv_q, feat_source, feat_target), F.cross_entropy(logits, labels))
 
 
-def da_options(pixel_weight=1.0):
-    return {
-        'name': 'unit_da', 'model_type': 'CARNDAModel', 'is_train': True, 'dist': False, 'num_gpu': 0, 'rank': 0,
-        'world_size': 1, 'network_g': dict(TINY_RDN),
-        'network_q': {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 16, 'pooling': 'avgstd'},
-        'path': {}, 'train': {
-            'optim_g': {'type': 'Adam', 'lr': 1e-2}, 'optim_q': {'type': 'Adam', 'lr': 1e-2},
-            'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}, 'total_iter': 10,
-            'pixel_opt': {'type': 'L1Loss', 'loss_weight': pixel_weight},
-            'domain_opt': {'type': 'DomainAdversarialLoss', 'loss_weight': 0.5}}}
-
-
 def batch(num_source=3, num_target=2, size=16):
     gen = torch.Generator().manual_seed(1)
     gt = torch.rand(num_source, 1, size, size, generator=gen)
-    return {'lq': (gt + 0.1 * torch.randn(gt.shape, generator=gen)).clamp(0, 1), 'gt': gt,
-            'lq_target': torch.rand(num_target, 1, size, size, generator=gen)}
+    return {
+        'lq': (gt + 0.1 * torch.randn(gt.shape, generator=gen)).clamp(0, 1),
+        'gt': gt,
+        'lq_target': torch.rand(num_target, 1, size, size, generator=gen)
+    }
 
 
 def snapshot(net):
@@ -118,7 +109,7 @@ def snapshot(net):
 
 
 def test_da_step_updates_feature_extractor_denoiser_and_discriminator():
-    model = CARNDAModel(da_options())
+    model = CARNDAModel(model_options())
     before_g, before_q = snapshot(model.net_g), snapshot(model.net_q)
     model.feed_data(batch())
     model.optimize_parameters(current_iter=1)
@@ -133,7 +124,7 @@ def test_da_step_updates_feature_extractor_denoiser_and_discriminator():
 
 
 def test_target_batch_never_reaches_the_denoiser():
-    model = CARNDAModel(da_options(pixel_weight=0.0))
+    model = CARNDAModel(model_options(pixel_weight=0.0))
     net = model.net_g
     restored_batches = []
     restore = net.restore
@@ -155,16 +146,8 @@ def test_target_batch_never_reaches_the_denoiser():
     assert all(torch.count_nonzero(p.grad) > 0 for p in model.net_q.parameters())
 
 
-def test_da_model_refuses_an_unsplittable_generator():
-    opt = da_options()
-    opt['network_g'] = {'type': 'MSRResNet', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 1,
-                        'upscale': 2}
-    with pytest.raises(TypeError, match='extract/restore'):
-        CARNDAModel(opt)
-
-
 def test_da_model_inference_is_the_plain_generator():
-    opt = da_options()
+    opt = model_options()
     model = CARNDAModel(opt)
     plain = RDN(**{k: v for k, v in TINY_RDN.items() if k != 'type'})
     plain.load_state_dict(model.net_g.state_dict())
@@ -178,9 +161,8 @@ def test_da_model_inference_is_the_plain_generator():
 
 
 def test_memnet_multi_supervision_adds_the_intermediate_loss():
-    opt = da_options()
-    opt['network_g'] = {'type': 'MemNet', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_memblock': 2,
-                        'num_resblock': 1}
+    memnet = {'type': 'MemNet', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_memblock': 2, 'num_resblock': 1}
+    opt = model_options(network_g=memnet)
     opt['train']['intermediate_opt'] = {'type': 'MSELoss', 'loss_weight': 0.5}
     model = CARNDAModel(opt)
     model.feed_data(batch())
@@ -190,7 +172,7 @@ def test_memnet_multi_supervision_adds_the_intermediate_loss():
     expected = sum(0.5 * F.mse_loss(y, model.gt) for y in predictions) / 2
     assert model.get_current_log()['l_intermediate'] == pytest.approx(expected.item())
 
-    opt = da_options()
+    opt = model_options()
     opt['train']['intermediate_opt'] = {'type': 'MSELoss'}
     with pytest.raises(ValueError, match='intermediate predictions'):
         CARNDAModel(opt)

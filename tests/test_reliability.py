@@ -17,6 +17,7 @@ import torch
 from basicsr import train as basicsr_train
 from basicsr.utils import get_root_logger
 from os import path as osp
+from tiny import TINY_Q, TINY_RDN, model_options, train_options
 
 from carn_da.data.image_pairs import BadImageError
 from carn_da.data.two_domain_dataset import TwoDomainDataset
@@ -24,9 +25,6 @@ from carn_da.models.carn_da_model import CARNDAModel
 from carn_da.models.carn_model import CARNModel, atomic_save, rng_state, set_rng_state
 from carn_da.pipelines import check_options, latest_training_state, train_pipeline
 from carn_da.runs import ROOT, experiment_dir, write_options
-
-TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 8}
-TINY_Q = {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 16, 'pooling': 'avgstd'}
 
 
 def write_images(folder, names, h=40, w=48, quality=None):
@@ -195,43 +193,6 @@ def test_unknown_types_are_named_with_the_option():
         check_options(dict(opt, model_type='CARNModle'))
 
 
-def model_options(model_type='CARNDAModel', network_g=TINY_RDN):
-    return {
-        'name': 'unit',
-        'model_type': model_type,
-        'is_train': True,
-        'dist': False,
-        'num_gpu': 0,
-        'rank': 0,
-        'world_size': 1,
-        'network_g': dict(network_g),
-        'network_q': dict(TINY_Q),
-        'path': {},
-        'train': {
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'optim_q': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [100],
-                'gamma': 0.5
-            },
-            'total_iter': 10,
-            'pixel_opt': {
-                'type': 'L1Loss'
-            },
-            'domain_opt': {
-                'type': 'DomainAdversarialLoss'
-            }
-        }
-    }
-
-
 def test_da_model_needs_a_splittable_generator():
     msrresnet = {'type': 'MSRResNet', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
     with pytest.raises(TypeError, match='network_g: MSRResNet has no extract/restore split'):
@@ -287,73 +248,6 @@ def test_random_states_load_tensors_only_and_restore_the_streams(tmp_path):
     draws = random.random(), np.random.rand(), np.random.randn(), torch.rand(1)
     set_rng_state(torch.load(tmp_path / 'rng.state', weights_only=True)['rng'][0])
     assert (random.random(), np.random.rand(), np.random.randn(), torch.rand(1)) == draws
-
-
-def train_options(name, data, model_type='CARNDAModel', total_iter=16, checkpoint=8, **train):
-    """A tiny training on ``data`` (conftest's jpeg_dataset): 6 pairs, batch 2, so 3 iterations per epoch."""
-    dataset = {
-        'name': 'train',
-        'type': 'JPEGPairedDataset',
-        'dataroot_gt': osp.join(data['train'], 'gt'),
-        'dataroot_lq': osp.join(data['train'], 'qf10'),
-        'io_backend': {
-            'type': 'disk'
-        },
-        'gt_size': 24,
-        'use_hflip': True,
-        'use_rot': True,
-        'num_worker_per_gpu': 0,
-        'batch_size_per_gpu': 2
-    }
-    opt = {
-        'name': name,
-        'model_type': model_type,
-        'num_gpu': 0,
-        'manual_seed': 0,
-        'network_g': dict(TINY_RDN),
-        'path': {
-            'resume_state': None
-        },
-        'datasets': {
-            'train': dataset
-        },
-        'train': {
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [10],
-                'gamma': 0.5
-            },
-            'total_iter': total_iter,
-            'warmup_iter': -1,
-            'pixel_opt': {
-                'type': 'L1Loss'
-            },
-            **train
-        },
-        'logger': {
-            'print_freq': 1,
-            'save_checkpoint_freq': checkpoint,
-            'use_tb_logger': False
-        }
-    }
-    if model_type == 'CARNDAModel':
-        dataset.update(type='TwoDomainDataset', dataroot_target=osp.join(data['train'], 'qf70'))
-        opt['network_q'] = dict(TINY_Q)
-        opt['train'].update(
-            optim_q={
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            domain_opt={
-                'type': 'DomainAdversarialLoss',
-                'loss_weight': 0.1,
-                'schedule': 'ganin'
-            })
-    return opt
 
 
 def test_nan_loss_stops_training_naming_the_iteration_and_keeps_the_last_checkpoint(jpeg_dataset, experiment_name,

@@ -1,103 +1,33 @@
 """Real trainings through carn_da/train.py (BasicSR's pipeline) in subprocesses: SQ, then DA from it, then resume."""
+import carn_da.compat  # noqa: F401
+
 import glob
 import pytest
 import subprocess
 import sys
 import torch
 from os import path as osp
+from tiny import TINY_RDN, train_options
 
 from carn_da.runs import ROOT, experiment_dir, load_generator, write_options
 
-TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 8}
-METRICS = {
-    name: {
-        'type': f'calculate_{name}',
-        'crop_border': 0,
-        'test_y_channel': False
-    }
-    for name in ('psnr', 'psnrb', 'ssim')
-}
 
-
-def options(name,
-            data,
-            model_type='CARNModel',
-            total_iter=20,
-            qf=10,
-            target_qf=70,
-            pretrain=None,
-            network=None,
-            q_feat=8):
-    train_set = {
-        'name': 'train',
-        'type': 'JPEGPairedDataset',
-        'dataroot_gt': osp.join(data['train'], 'gt'),
-        'dataroot_lq': osp.join(data['train'], f'qf{qf}'),
-        'io_backend': {
-            'type': 'disk'
-        },
-        'gt_size': 32,
-        'use_hflip': True,
-        'use_rot': True,
-        'num_worker_per_gpu': 0,
-        'batch_size_per_gpu': 2,
-        'dataset_enlarge_ratio': 10
-    }
-    val_qf = qf
-    opt = {
-        'name': name,
-        'model_type': model_type,
-        'num_gpu': 0,
-        'manual_seed': 0,
-        'network_g': dict(network or TINY_RDN),
-        'path': {
-            'pretrain_network_g': pretrain,
-            'resume_state': None
-        },
-        'train': {
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 1e-3
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [15],
-                'gamma': 0.5
-            },
-            'total_iter': total_iter,
-            'warmup_iter': -1,
-            'pixel_opt': {
-                'type': 'L1Loss',
-                'loss_weight': 1.0
-            }
-        },
-        'val': {
-            'val_freq': 10,
-            'save_img': False,
-            'metrics': METRICS
-        },
-        'logger': {
-            'print_freq': 5,
-            'save_checkpoint_freq': 10,
-            'use_tb_logger': True
-        }
-    }
-    if model_type == 'CARNDAModel':
-        train_set.update(type='TwoDomainDataset', dataroot_target=osp.join(data['train'], f'qf{target_qf}'))
-        opt['network_q'] = {'type': 'QualityDiscriminator', 'num_feat': q_feat, 'hidden': 16, 'pooling': 'avgstd'}
-        opt['train']['optim_q'] = {'type': 'Adam', 'lr': 1e-3}
-        opt['train']['domain_opt'] = {'type': 'DomainAdversarialLoss', 'loss_weight': 0.1, 'schedule': 'ganin'}
-        val_qf = target_qf
-    val_set = {
-        'name': 'val',
-        'type': 'JPEGPairedDataset',
-        'dataroot_gt': osp.join(data['val'], 'gt'),
-        'dataroot_lq': osp.join(data['val'], f'qf{val_qf}'),
-        'io_backend': {
-            'type': 'disk'
-        }
-    }
-    opt['datasets'] = {'train': train_set, 'val': val_set}
+def options(name, data, model_type='CARNModel', total_iter=20, network_g=TINY_RDN, pretrain=None):
+    """A training on the 6 pairs repeated 10 times (30 iterations an epoch), saved and validated every 10 iterations."""
+    opt = train_options(
+        name,
+        data,
+        model_type,
+        network_g=network_g,
+        total_iter=total_iter,
+        milestone=15,
+        checkpoint=10,
+        patch_size=32,
+        print_freq=5,
+        tb_logger=True,
+        val_freq=10)
+    opt['path']['pretrain_network_g'] = pretrain
+    opt['datasets']['train']['dataset_enlarge_ratio'] = 10
     return opt
 
 
@@ -197,17 +127,9 @@ def test_domain_adaptation_runs_with_every_backbone(backbone, jpeg_dataset, expe
     """Swapping ``network_g: type`` is all it takes; the saved net_g is the plain backbone."""
     network, q_feat, intermediate_opt = BACKBONES[backbone]
     name = experiment_name(f'da_{backbone.lower()}')
-    opt = options(
-        name,
-        jpeg_dataset,
-        'CARNDAModel',
-        total_iter=4,
-        network={
-            'num_in_ch': 1,
-            'num_out_ch': 1,
-            **network
-        },
-        q_feat=q_feat)
+    network_g = {'num_in_ch': 1, 'num_out_ch': 1, **network}
+    opt = options(name, jpeg_dataset, 'CARNDAModel', total_iter=4, network_g=network_g)
+    opt['network_q']['num_feat'] = q_feat
     if network['type'] == 'SplitCARN':
         del opt['network_g']['num_in_ch'], opt['network_g']['num_out_ch']
     if intermediate_opt:
