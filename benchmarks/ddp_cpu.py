@@ -23,21 +23,76 @@ from carn_da.runs import ROOT, experiment_dir, write_options
 
 def options(name, data, batch, iters, patch):
     return {
-        'name': name, 'model_type': 'CARNDAModel', 'num_gpu': 0, 'manual_seed': 0,
-        'network_g': {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 32, 'num_block': 4,
-                      'num_layer': 4, 'growth': 16},
-        'network_q': {'type': 'QualityDiscriminator', 'num_feat': 32, 'hidden': 128, 'pooling': 'avg'},
-        'path': {'resume_state': None},
-        'datasets': {'train': {
-            'name': 'train', 'type': 'TwoDomainDataset', 'dataroot_gt': osp.join(data, 'gt'),
-            'dataroot_lq': osp.join(data, 'qf10'), 'dataroot_target': osp.join(data, 'qf70'),
-            'io_backend': {'type': 'disk'}, 'gt_size': patch, 'use_hflip': True, 'use_rot': True,
-            'num_worker_per_gpu': 0, 'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 100}},
-        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-4}, 'optim_q': {'type': 'Adam', 'lr': 1e-4},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [iters], 'gamma': 0.5}, 'total_iter': iters,
-                  'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
-                  'domain_opt': {'type': 'DomainAdversarialLoss', 'loss_weight': 0.1}},
-        'logger': {'print_freq': iters, 'save_checkpoint_freq': iters, 'use_tb_logger': False},
+        'name': name,
+        'model_type': 'CARNDAModel',
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'network_g': {
+            'type': 'RDN',
+            'num_in_ch': 1,
+            'num_out_ch': 1,
+            'num_feat': 32,
+            'num_block': 4,
+            'num_layer': 4,
+            'growth': 16
+        },
+        'network_q': {
+            'type': 'QualityDiscriminator',
+            'num_feat': 32,
+            'hidden': 128,
+            'pooling': 'avg'
+        },
+        'path': {
+            'resume_state': None
+        },
+        'datasets': {
+            'train': {
+                'name': 'train',
+                'type': 'TwoDomainDataset',
+                'dataroot_gt': osp.join(data, 'gt'),
+                'dataroot_lq': osp.join(data, 'qf10'),
+                'dataroot_target': osp.join(data, 'qf70'),
+                'io_backend': {
+                    'type': 'disk'
+                },
+                'gt_size': patch,
+                'use_hflip': True,
+                'use_rot': True,
+                'num_worker_per_gpu': 0,
+                'batch_size_per_gpu': batch,
+                'dataset_enlarge_ratio': 100
+            }
+        },
+        'train': {
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-4
+            },
+            'optim_q': {
+                'type': 'Adam',
+                'lr': 1e-4
+            },
+            'scheduler': {
+                'type': 'MultiStepLR',
+                'milestones': [iters],
+                'gamma': 0.5
+            },
+            'total_iter': iters,
+            'warmup_iter': -1,
+            'pixel_opt': {
+                'type': 'L1Loss',
+                'loss_weight': 1.0
+            },
+            'domain_opt': {
+                'type': 'DomainAdversarialLoss',
+                'loss_weight': 0.1
+            }
+        },
+        'logger': {
+            'print_freq': iters,
+            'save_checkpoint_freq': iters,
+            'use_tb_logger': False
+        },
     }
 
 
@@ -56,16 +111,20 @@ def run(name, opt, nproc, out_dir):
     if nproc == 1:
         cmd = [sys.executable, train, '-opt', opt_path]
     else:
-        cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
-               '--master_port=29517', train, '-opt', opt_path, '--launcher', 'pytorch']
+        cmd = [
+            sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
+            '--master_port=29517', train, '-opt', opt_path, '--launcher', 'pytorch'
+        ]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return seconds_per_iter(name), threads
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data', default=osp.join(ROOT, 'datasets', 'demo', 'train'),
-                        help='A prepare_data.py folder with gt/, qf10/ and qf70/. Default: the demo data.')
+    parser.add_argument(
+        '--data',
+        default=osp.join(ROOT, 'datasets', 'demo', 'train'),
+        help='A prepare_data.py folder with gt/, qf10/ and qf70/. Default: the demo data.')
     parser.add_argument('--nproc', type=int, default=2)
     parser.add_argument('--batch', type=int, default=16, help='Global batch size.')
     parser.add_argument('--iters', type=int, default=100)

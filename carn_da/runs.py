@@ -36,7 +36,6 @@ CPU_BACKBONES = {
     }, 32),
 }
 
-
 # the validation metrics of the plugin's trainings (BasicSR's PSNR and SSIM, our PSNR-B), for option dicts
 VALIDATION_METRICS = {
     name: {

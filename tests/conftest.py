@@ -36,8 +36,10 @@ def write_jpeg_dataset(root, num_images=6, size=(40, 48), qfs=(10, 70), seed=0):
 @pytest.fixture(scope='session')
 def jpeg_dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('jpeg_data'))
-    return {'train': write_jpeg_dataset(osp.join(root, 'train'), 6, (40, 48), seed=0),
-            'val': write_jpeg_dataset(osp.join(root, 'val'), 2, (32, 40), seed=1)}
+    return {
+        'train': write_jpeg_dataset(osp.join(root, 'train'), 6, (40, 48), seed=0),
+        'val': write_jpeg_dataset(osp.join(root, 'val'), 2, (32, 40), seed=1)
+    }
 
 
 @pytest.fixture(scope='session')

@@ -27,7 +27,10 @@ def test_basicsr_parts_stay_available():
 
 def test_module_entry_point_parses_basicsr_options():
     """``python -m carn_da.train`` is BasicSR's option parser with the plugin loaded."""
-    result = subprocess.run([sys.executable, '-m', 'carn_da.train', '--help'], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run([sys.executable, '-m', 'carn_da.train', '--help'],
+                            cwd=ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     assert '-opt' in result.stdout and '--auto_resume' in result.stdout and '--launcher' in result.stdout
