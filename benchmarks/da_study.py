@@ -37,7 +37,7 @@ from os import path as osp
 
 from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
 from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, latest_generator, load_generator,
-                          train_unless_done)
+                          train_set_options, train_unless_done)
 
 DIRECTIONS = {'lq2hq': (10, 70), 'hq2lq': (70, 10)}
 TEST_SETS = ('BSD68', 'Set12')
@@ -72,21 +72,7 @@ def base_options(name, data_root, qf, iters, lr, seed, batch, patch, backbone):
         'num_gpu': 'auto',
         'manual_seed': seed,
         'datasets': {
-            'train': {
-                'name': f'Train400_qf{qf}',
-                'type': 'JPEGPairedDataset',
-                'dataroot_gt': osp.join(data_root, 'Train400', 'gt'),
-                'dataroot_lq': osp.join(data_root, 'Train400', f'qf{qf}'),
-                'io_backend': {
-                    'type': 'disk'
-                },
-                'gt_size': patch,
-                'use_hflip': True,
-                'use_rot': True,
-                'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': batch,
-                'dataset_enlarge_ratio': 100
-            }
+            'train': train_set_options(f'Train400_qf{qf}', osp.join(data_root, 'Train400'), qf, batch, patch)
         },
         'network_g': cpu_network(backbone),
         'path': {

@@ -18,7 +18,7 @@ import torch
 from datetime import datetime, timezone
 from os import path as osp
 
-from carn_da.runs import ROOT, experiment_dir, write_options
+from carn_da.runs import ROOT, cpu_network, experiment_dir, train_set_options, write_options
 
 
 def options(name, data, batch, iters, patch):
@@ -27,15 +27,7 @@ def options(name, data, batch, iters, patch):
         'model_type': 'CARNDAModel',
         'num_gpu': 0,
         'manual_seed': 0,
-        'network_g': {
-            'type': 'RDN',
-            'num_in_ch': 1,
-            'num_out_ch': 1,
-            'num_feat': 32,
-            'num_block': 4,
-            'num_layer': 4,
-            'growth': 16
-        },
+        'network_g': cpu_network('rdn'),
         'network_q': {
             'type': 'QualityDiscriminator',
             'num_feat': 32,
@@ -46,22 +38,7 @@ def options(name, data, batch, iters, patch):
             'resume_state': None
         },
         'datasets': {
-            'train': {
-                'name': 'train',
-                'type': 'TwoDomainDataset',
-                'dataroot_gt': osp.join(data, 'gt'),
-                'dataroot_lq': osp.join(data, 'qf10'),
-                'dataroot_target': osp.join(data, 'qf70'),
-                'io_backend': {
-                    'type': 'disk'
-                },
-                'gt_size': patch,
-                'use_hflip': True,
-                'use_rot': True,
-                'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': batch,
-                'dataset_enlarge_ratio': 100
-            }
+            'train': train_set_options('train', data, 10, batch, patch, target_qf=70)
         },
         'train': {
             'optim_g': {

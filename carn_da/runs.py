@@ -47,6 +47,30 @@ VALIDATION_METRICS = {
 }
 
 
+def train_set_options(name, folder, qf, batch, patch, target_qf=None):
+    """BasicSR options of a training set from a ``scripts/prepare_data.py`` folder: pairs of ``folder/gt`` and
+    ``folder/qf<qf>`` (JPEGPairedDataset) and, with ``target_qf``, the unlabelled target ``folder/qf<target_qf>``
+    (TwoDomainDataset); random ``patch`` squares with flips and rotations, no data workers."""
+    train_set = {
+        'name': name,
+        'type': 'JPEGPairedDataset',
+        'dataroot_gt': osp.join(folder, 'gt'),
+        'dataroot_lq': osp.join(folder, f'qf{qf}'),
+        'io_backend': {
+            'type': 'disk'
+        },
+        'gt_size': patch,
+        'use_hflip': True,
+        'use_rot': True,
+        'num_worker_per_gpu': 0,
+        'batch_size_per_gpu': batch,
+        'dataset_enlarge_ratio': 100
+    }
+    if target_qf is not None:
+        train_set.update(type='TwoDomainDataset', dataroot_target=osp.join(folder, f'qf{target_qf}'))
+    return train_set
+
+
 def cpu_network(backbone):
     """Grayscale ``network_g`` options of a CPU-sized backbone (``CPU_BACKBONES``)."""
     network, _ = CPU_BACKBONES[backbone]
