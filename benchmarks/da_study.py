@@ -2,19 +2,24 @@
 
 For each direction (LQ->HQ: source QF 10, target QF 70; HQ->LQ: 70 -> 10) a small RDN is trained on the source QF
 (SQ of the source, whose score on the target QF is DQ) and on the target QF (SQ of the target, the oracle). Every
-variant then starts from the same source checkpoint with the same seed and runs the same number of iterations
-through BasicSR's pipeline (carn_da/train.py, options written by this script):
+variant (``VARIANTS``: options of CARNModel / CARNDAModel, TwoDomainDataset and the registered discriminators and
+losses, never a fork of the training loop) then starts from the same source checkpoint with the same seed and runs
+the same number of iterations through BasicSR's pipeline (carn_da/train.py, options written by this script). Two
+peers are trained from scratch for the whole budget (source + adaptation iterations) on the same images: BQ (both
+QFs supervised) and a blind model (QFs drawn uniformly from 10-90 per image, as DnCNN-3 and FBCNN are trained).
 
-- ``control``: source-only fine-tuning (CARNModel), the same extra iterations without the target;
-- ``paper``: the paper's recipe (CARNDAModel, QualityDiscriminator on average-pooled SFENet2 features, lambda 0.1);
-- ``paper_avgstd``: the same with average and standard-deviation pooling.
+Tracks: ``pixels`` variants know the target only as decoded images (its QF, where needed, is estimated from the
+pixels, ``carn_da.data.jpeg.estimate_quality``); ``files`` variants read it from the JPEG headers. No variant reads a
+target ground truth.
 
 Reported per direction, on BSD68 and Set12 at the target QF: PSNR, PSNR-B, SSIM, the gap recovery
-(PSNR_variant - PSNR_DQ) / (PSNR_SQ - PSNR_DQ), PSNR on the source QF (forgetting), the discriminator's mean
-accuracy over training, and the time of one training step relative to a source-only step (measured in one process
-on the same batch). Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/datasets.
+(PSNR_variant - PSNR_DQ) / (PSNR_SQ - PSNR_DQ), BSD68 PSNR on the source QF and its change from the source model
+(forgetting), the discriminator's mean accuracy over training, and the time of one training step relative to a
+source-only step (measured in one process on the same batch). Plots: gap recovery per variant
+(``gap_<direction>.png``) and Set12 PSNR at the target QF against adaptation iterations (``curve_<direction>.png``).
+Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/datasets.
 
-    python benchmarks/da_study.py                      # full study, about an hour on 2 CPU cores
+    python benchmarks/da_study.py --test-limit 12      # the study of docs/RESULTS.md
     python benchmarks/da_study.py --source-iters 50 --adapt-iters 20 --test-limit 2   # smoke run
 """
 import carn_da.compat  # noqa: F401
@@ -33,6 +38,7 @@ import torch
 from basicsr.archs import build_network
 from basicsr.models import build_model
 from datetime import datetime, timezone
+from matplotlib.figure import Figure
 from os import path as osp
 
 from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
@@ -41,21 +47,104 @@ from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, late
 
 DIRECTIONS = {'lq2hq': (10, 70), 'hq2lq': (70, 10)}
 TEST_SETS = ('BSD68', 'Set12')
+PAPER_Q = {'type': 'QualityDiscriminator', 'hidden': 128, 'pooling': 'avg'}
+PATCH_Q = {'type': 'PatchQualityDiscriminator', 'hidden': 32}
+L1 = {'type': 'L1Loss', 'loss_weight': 1.0}
+CURVE_POINTS = 3  # checkpoints per adaptation, scored for the PSNR-against-iterations plot
+# name: options of one variant. q: network_q (num_feat added), domain: train.domain_opt of DomainAdversarialLoss,
+# q_lr: optim_q's lr (default --adapt-lr), split_at: where F ends (RDN), align: train.align_opt, self: target
+# self-supervision, source_quality / target_quality: TwoDomainDataset's options; batch: source (and target) crops
+# per step (default --batch); text: what it is, for the report.
 VARIANTS = {
-    'control': {
-        'model_type': 'CARNModel'
-    },
-    'paper': {
-        'model_type': 'CARNDAModel',
-        'pooling': 'avg',
-        'lambda': 0.1
-    },
-    'paper_avgstd': {
-        'model_type': 'CARNDAModel',
-        'pooling': 'avgstd',
-        'lambda': 0.1
-    },
+    'control':
+    dict(track='-', text='source-only fine-tuning for the same iterations (CARNModel)'),
+    'paper':
+    dict(q=PAPER_Q, domain={'loss_weight': 0.1}, text="the paper: Q on average-pooled SFENet2 features, "
+         'lambda 0.1'),
+    'paper_avgstd':
+    dict(
+        q=dict(PAPER_Q, pooling='avgstd'),
+        domain={'loss_weight': 0.1},
+        text='the paper with average and standard-deviation pooling'),
+    'paper_lambda0.01':
+    dict(q=PAPER_Q, domain={'loss_weight': 0.01}, text='the paper, lambda 0.01'),
+    'paper_lambda1':
+    dict(q=PAPER_Q, domain={'loss_weight': 1.0}, text='the paper, lambda 1'),
+    'paper_ganin':
+    dict(
+        q=PAPER_Q,
+        domain={
+            'loss_weight': 1.0,
+            'schedule': 'ganin'
+        },
+        text="the paper, lambda rising to 1 on Ganin's schedule"),
+    'paper_qlr1e-3':
+    dict(q=PAPER_Q, domain={'loss_weight': 0.1}, q_lr=1e-3, text='the paper, Q learning rate 1e-3'),
+    'paper_block2':
+    dict(
+        q=dict(PAPER_Q, pooling='avgstd'),
+        domain={'loss_weight': 0.1},
+        split_at=2,
+        text='avg+std Q reading after the 2nd of 4 dense blocks (F non-linear)'),
+    'patch':
+    dict(q=PATCH_Q, domain={'loss_weight': 0.1}, text='convolutional patch Q (a logit per position), '
+         'lambda 0.1'),
+    'patch_sn':
+    dict(
+        q=dict(PATCH_Q, spectral_norm=True),
+        domain={'loss_weight': 0.1},
+        text='patch Q with spectral normalisation, lambda 0.1'),
+    'mmd':
+    dict(align={
+        'type': 'MMDLoss',
+        'loss_weight': 1.0
+    }, text='multi-kernel MMD of F features, no Q'),
+    'coral':
+    dict(align={
+        'type': 'CORALLoss',
+        'loss_weight': 1.0
+    }, text='CORAL of F features, no Q'),
+    'self':
+    dict(self=True, target_quality='pixels', text='target self-supervision at the QF estimated from pixels'),
+    'patch_self':
+    dict(q=PATCH_Q, domain={'loss_weight': 0.1}, self=True, target_quality='pixels', text='patch Q + self-supervision'),
+    'synth':
+    dict(
+        source_quality='both',
+        target_quality='pixels',
+        text='half the source pairs re-compressed at the '
+        'estimated target QF'),
+    'synth_self':
+    dict(
+        source_quality='both',
+        self=True,
+        target_quality='pixels',
+        text='synth + self-supervision (recommended, pixels track)'),
+    'synth_self_b4':
+    dict(
+        source_quality='both',
+        self=True,
+        target_quality='pixels',
+        batch=4,
+        text='synth + self with 4 source and 4 target crops per step (as many images through the '
+        'network as a source-only step of 8)'),
+    'synth_self_files':
+    dict(
+        source_quality='both',
+        self=True,
+        target_quality='file',
+        track='files',
+        text='synth + self-supervision, QF read from the files (recommended, files track)'),
+    'synth_self_b4_files':
+    dict(
+        source_quality='both',
+        self=True,
+        target_quality='file',
+        batch=4,
+        track='files',
+        text='synth_self_b4 with the QF read from the files'),
 }
+PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 
 
 def prepare_data(shared, data_root):
@@ -110,19 +199,42 @@ def variant_options(variant, name, data_root, source, target, args):
     spec = VARIANTS[variant]
     opt = base_options(name, data_root, source, args.adapt_iters, args.adapt_lr, args.seed + 1, args.batch, args.patch,
                        args.backbone)
-    opt['model_type'] = spec['model_type']
     opt['path']['pretrain_network_g'] = latest_generator(f'{args.prefix}_sq_qf{source}')
-    if spec['model_type'] == 'CARNDAModel':
-        opt['datasets']['train'].update(
-            type='TwoDomainDataset', dataroot_target=osp.join(data_root, 'Train400', f'qf{target}'))
-        opt['network_q'] = {
-            'type': 'QualityDiscriminator',
-            'num_feat': CPU_BACKBONES[args.backbone][1],
-            'hidden': 128,
-            'pooling': spec['pooling']
-        }
-        opt['train']['optim_q'] = {'type': 'Adam', 'lr': args.adapt_lr, 'betas': [0.9, 0.999]}
-        opt['train']['domain_opt'] = {'type': 'DomainAdversarialLoss', 'loss_weight': spec['lambda']}
+    opt['logger']['save_checkpoint_freq'] = max(1, args.adapt_iters // CURVE_POINTS)
+    if variant == 'control':
+        return opt
+    if {'self', 'q', 'align'} & spec.keys():
+        opt['model_type'] = 'CARNDAModel'  # else CARNModel on TwoDomainDataset's source pairs (synth alone)
+    train_set = opt['datasets']['train']
+    train_set.update(type='TwoDomainDataset', dataroot_target=osp.join(data_root, 'Train400', f'qf{target}'))
+    for key in ('target_quality', 'source_quality'):
+        if key in spec:
+            train_set[key] = spec[key]
+    train_set['batch_size_per_gpu'] = spec.get('batch', args.batch)
+    if spec.get('self'):
+        train_set['target_self_supervision'] = True
+        opt['train']['target_opt'] = dict(L1)
+    if 'split_at' in spec:
+        opt['network_g']['split_at'] = spec['split_at']
+    if 'q' in spec:
+        opt['network_q'] = dict(spec['q'], num_feat=CPU_BACKBONES[args.backbone][1])
+        opt['train']['optim_q'] = {'type': 'Adam', 'lr': spec.get('q_lr', args.adapt_lr), 'betas': [0.9, 0.999]}
+        opt['train']['domain_opt'] = dict(spec['domain'], type='DomainAdversarialLoss')
+    if 'align' in spec:
+        opt['train']['align_opt'] = dict(spec['align'])
+    return opt
+
+
+def peer_options(peer, name, data_root, args):
+    """A peer trained from scratch for the study's whole budget: BQ (both QFs, stored JPEGs) or blind (QF 10-90)."""
+    opt = base_options(name, data_root, 10, args.source_iters + args.adapt_iters, args.lr, args.seed, args.batch,
+                       args.patch, args.backbone)
+    train_set = opt['datasets']['train']
+    del train_set['dataroot_lq']
+    if peer == 'BQ':
+        train_set['dataroot_lqs'] = [osp.join(data_root, 'Train400', f'qf{qf}') for qf in (10, 70)]
+    else:
+        train_set['jpeg_range'] = [10, 90]
     return opt
 
 
@@ -135,21 +247,23 @@ def mean_logged(name, key):
     return float(np.mean(values)) if values else None
 
 
-def step_time_ratio(variant_opt, control_opt, steps=10, rounds=3):
-    """Seconds per training step of ``variant_opt`` over those of ``control_opt``: same batch, one process, the two
-    timed in alternating rounds of ``steps`` steps (after 3 warm-up steps each) so that load changes hit both."""
+def step_time_ratio(variant_opt, control_opt, steps=5, rounds=2):
+    """Seconds per training step of ``variant_opt`` over those of ``control_opt``, each on random data of its own
+    batch size, in one process, the two timed in alternating rounds of ``steps`` steps (after 3 warm-up steps each)
+    so that load changes hit both."""
     gen = torch.Generator().manual_seed(0)
-    batch = variant_opt['datasets']['train']['batch_size_per_gpu']
-    patch = variant_opt['datasets']['train']['gt_size']
-    data = {'gt': torch.rand(batch, 1, patch, patch, generator=gen)}
-    data.update(lq=data['gt'], lq_target=torch.rand(batch, 1, patch, patch, generator=gen))
+
+    def random_batch(opt):
+        shape = (opt['datasets']['train']['batch_size_per_gpu'], 1) + (opt['datasets']['train']['gt_size'], ) * 2
+        return {key: torch.rand(shape, generator=gen) for key in ('gt', 'lq', 'lq_target', 'lq_target_self')}
+
     models = []
     for opt in (control_opt, variant_opt):
         opt = copy.deepcopy(opt)
         opt.update(is_train=True, dist=False, num_gpu=0, rank=0, world_size=1)
         opt['path']['pretrain_network_g'] = None
         models.append(build_model(opt))
-        models[-1].feed_data(data)
+        models[-1].feed_data(random_batch(opt))
         for i in range(3):
             models[-1].optimize_parameters(i + 1)
     seconds = [0.0, 0.0]
@@ -162,12 +276,72 @@ def step_time_ratio(variant_opt, control_opt, steps=10, rounds=3):
     return seconds[1] / seconds[0]
 
 
-def score(net, pairs):
-    return {
-        f'{dataset}_{metric}': value
-        for dataset, dataset_pairs in pairs.items()
-        for metric, value in mean_scores(evaluate_pairs(dataset_pairs, net)).items()
-    }
+class Scores:
+    """Mean scores of checkpoints on test pairs, cached in ``path`` (JSON) by checkpoint, its mtime, QF and image
+    count, so that a rerun with more variants scores only what is new."""
+
+    def __init__(self, path, backbone, pairs):
+        self.path, self.backbone, self.pairs = path, backbone, pairs
+        self.cache = {}
+        if osp.isfile(path):
+            with open(path, encoding='utf-8') as f:
+                self.cache = json.load(f)
+
+    def save(self):
+        """Write the cache, merged with entries another study process wrote meanwhile, through an atomic rename."""
+        if osp.isfile(self.path):
+            with open(self.path, encoding='utf-8') as f:
+                self.cache = {**json.load(f), **self.cache}
+        with open(f'{self.path}.{os.getpid()}', 'w', encoding='utf-8') as f:
+            json.dump(self.cache, f, indent=1)
+        os.replace(f'{self.path}.{os.getpid()}', self.path)
+
+    def __call__(self, checkpoint, qf, datasets=TEST_SETS):
+        """{'<dataset>_<metric>': mean} of ``checkpoint`` (None: the JPEG input) at ``qf`` on ``datasets``."""
+        scores = {}
+        for dataset in datasets:
+            pairs = self.pairs(dataset, qf)
+            stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
+            key = f'{stamp}|{dataset}|qf{qf}|{len(pairs)}'
+            if key not in self.cache:
+                net = None if checkpoint is None else load_generator(cpu_network(self.backbone), checkpoint)
+                self.cache[key] = mean_scores(evaluate_pairs(pairs, net))
+                self.save()
+            scores.update({f'{dataset}_{metric}': value for metric, value in self.cache[key].items()})
+        return scores
+
+
+def gap_plot(path, direction, rows):
+    """Bar chart of the gap recovery of every row on each test set."""
+    labels = [label for label, values in rows if f'{TEST_SETS[0]}_gap' in values]
+    fig = Figure(figsize=(max(6, 0.55 * len(labels)), 4), dpi=100)
+    ax = fig.add_subplot()
+    width = 0.8 / len(TEST_SETS)
+    for k, dataset in enumerate(TEST_SETS):
+        gaps = [dict(rows)[label][f'{dataset}_gap'] for label in labels]
+        ax.bar(np.arange(len(labels)) + (k - (len(TEST_SETS) - 1) / 2) * width, gaps, width, label=dataset)
+    ax.axhline(100, color='k', lw=0.8, ls='--')
+    ax.axhline(0, color='k', lw=0.8)
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=60, ha='right', fontsize=8)
+    ax.set_ylabel('gap recovered (%)')
+    ax.set_title(f'{direction}: (PSNR - DQ) / (SQ - DQ)')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def curve_plot(path, direction, curves, target):
+    """Set12 PSNR at the target QF against adaptation iterations, one line per variant."""
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    for label, points in curves.items():
+        ax.plot(*zip(*points), marker='o', label=label)
+    ax.set_xlabel('adaptation iterations')
+    ax.set_ylabel(f'Set12 PSNR at QF {target} (dB)')
+    ax.set_title(direction)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def main():
@@ -179,6 +353,7 @@ def main():
     parser.add_argument('--prefix', default=None, help='Experiment name prefix. Default: da_study_<backbone>.')
     parser.add_argument('--directions', nargs='+', choices=sorted(DIRECTIONS), default=['lq2hq', 'hq2lq'])
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument('--peers', nargs='*', choices=list(PEERS), default=list(PEERS))
     parser.add_argument('--source-iters', type=int, default=600)
     parser.add_argument('--adapt-iters', type=int, default=300)
     parser.add_argument('--lr', type=float, default=5e-4, help='Learning rate of the SQ trainings.')
@@ -200,20 +375,26 @@ def main():
                            args.batch, args.patch, args.backbone)
         wall[opt['name']] = train_unless_done(opt, args.out)
 
-    def test_pairs(qf):
-        return {
-            name:
-            load_pairs(osp.join(args.data_root, name, f'qf{qf}'), osp.join(args.data_root, name,
-                                                                           'gt'))[:args.test_limit]
-            for name in TEST_SETS
-        }
+    for peer in args.peers:
+        wall[f'{args.prefix}_{peer}'] = train_unless_done(
+            peer_options(peer, f'{args.prefix}_{peer}', args.data_root, args), args.out)
 
+    def test_pairs(dataset, qf):
+        folder = osp.join(args.data_root, dataset)
+        return load_pairs(osp.join(folder, f'qf{qf}'), osp.join(folder, 'gt'))[:args.test_limit]
+
+    scores = Scores(osp.join(args.out, 'scores_cache.json'), args.backbone, test_pairs)
     report = {
         'command': ' '.join(sys.argv),
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         'machine': f'{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
         f'torch {torch.__version__}',
         'args': vars(args),
+        'variants': {
+            name: spec['text']
+            for name, spec in VARIANTS.items()
+        },
+        'peers': PEERS,
         'directions': {}
     }
     network = cpu_network(args.backbone)
@@ -222,45 +403,59 @@ def main():
         f'Command: `{report["command"]}`  \nDate: {report["date"]}; machine: {report["machine"]}  \n'
         f'Backbone: `{network}`, {report["parameters"]:,} parameters\n'
     ]
+    dq_label, sq_label = 'DQ (SQ of the source)', 'SQ of the target (oracle)'
     for direction in args.directions:
         source, target = DIRECTIONS[direction]
-        pairs_target, pairs_source = test_pairs(target), test_pairs(source)
-        models = {
-            'DQ (SQ of the source)': latest_generator(f'{args.prefix}_sq_qf{source}'),
-            'SQ of the target (oracle)': latest_generator(f'{args.prefix}_sq_qf{target}')
-        }
-        details = {}
-        control_opt = None
+        models = {dq_label: f'{args.prefix}_sq_qf{source}', sq_label: f'{args.prefix}_sq_qf{target}'}
+        models.update({f'{peer} (peer)': f'{args.prefix}_{peer}' for peer in args.peers})
+        details, control_opt = {}, None
         for variant in args.variants:
             name = f'{args.prefix}_{direction}_{variant}'
             opt = variant_options(variant, name, args.data_root, source, target, args)
             control_opt = control_opt or variant_options('control', name, args.data_root, source, target, args)
             wall[name] = train_unless_done(opt, args.out)
-            models[variant] = latest_generator(name)
-            details[variant] = {'acc_q': mean_logged(name, 'acc_q'), 'step_ratio': step_time_ratio(opt, control_opt)}
+            label = f'{variant} ({VARIANTS[variant].get("track", "pixels")})'
+            models[label] = name
+            details[label] = {'acc_q': mean_logged(name, 'acc_q'), 'step_ratio': step_time_ratio(opt, control_opt)}
 
-        rows = [('JPEG', score(None, pairs_target))]
-        for label, checkpoint in models.items():
-            net = load_generator(cpu_network(args.backbone), checkpoint)
-            rows.append((label, {**score(net, pairs_target), 'source_psnr': score(net, pairs_source)['BSD68_psnr']}))
-        scores = dict(rows)
-        dq, sq = scores['DQ (SQ of the source)'], scores['SQ of the target (oracle)']
+        rows = [('JPEG', scores(None, target))]
+        for label, name in models.items():
+            checkpoint = latest_generator(name)
+            source_psnr = scores(checkpoint, source, ('BSD68', ))['BSD68_psnr']
+            rows.append((label, {**scores(checkpoint, target), 'source_psnr': source_psnr}))
+        values_of = dict(rows)
+        dq, sq = values_of[dq_label], values_of[sq_label]
         for label, values in rows[1:]:
             for dataset in TEST_SETS:
                 gap = sq[f'{dataset}_psnr'] - dq[f'{dataset}_psnr']
                 values[f'{dataset}_gap'] = 100 * (values[f'{dataset}_psnr'] - dq[f'{dataset}_psnr']) / gap
+            values['forgetting'] = values['source_psnr'] - dq['source_psnr']
             values.update({k: v for k, v in details.get(label, {}).items() if v is not None})
+        curves = {}
+        for label in details:
+            folder = osp.join(experiment_dir(models[label]), 'models')
+            iters = sorted(int(m[1]) for f in os.listdir(folder) if (m := re.fullmatch(r'net_g_(\d+)\.pth', f)))
+            curves[label] = [(0, dq['Set12_psnr'])] + [
+                (it, scores(osp.join(folder, f'net_g_{it}.pth'), target, ('Set12', ))['Set12_psnr']) for it in iters
+            ]
         columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
                    for m in ('psnr', 'psnrb', 'ssim')]
         columns += [(f'{d}_gap', f'{d} gap recovered %') for d in TEST_SETS]
-        columns += [('source_psnr', f'BSD68 PSNR at QF {source}'), ('acc_q', 'Q accuracy'),
-                    ('step_ratio', 'step time / source-only step')]
+        columns += [('source_psnr', f'BSD68 PSNR at QF {source}'), ('forgetting', 'change at source QF (dB)'),
+                    ('acc_q', 'Q accuracy'), ('step_ratio', 'step time / source-only step')]
         title = f'### {direction}: source QF {source} -> target QF {target} (scores at QF {target})\n'
-        markdown.append(title + '\n' + markdown_table(columns, rows))
-        report['directions'][direction] = {'rows': rows, 'details': details}
+        gap_plot(osp.join(args.out, f'gap_{direction}.png'), direction, rows[1:])
+        curve_plot(osp.join(args.out, f'curve_{direction}.png'), direction, curves, target)
+        markdown.append(title + '\n' + markdown_table(columns, rows) +
+                        f'\nPlots: `gap_{direction}.png`, `curve_{direction}.png`.\n')
+        report['directions'][direction] = {'rows': rows, 'details': details, 'curves': curves}
     report['wall_seconds'] = {'total': time.time() - start, **wall}
     markdown.append(f'Wall time: {report["wall_seconds"]["total"] / 60:.1f} min '
                     f'(trainings: {", ".join(f"{k} {v:.0f} s" for k, v in wall.items())}).\n')
+    markdown.append('Variants:\n\n' + ''.join(f'- `{name}`: {spec["text"]}\n'
+                                              for name, spec in VARIANTS.items() if name in args.variants))
+    markdown.append('Peers (trained from scratch for the source + adaptation iterations):\n\n' +
+                    ''.join(f'- `{name}`: {text}\n' for name, text in PEERS.items() if name in args.peers))
     text = '\n'.join(markdown)
     print(text)
     with open(osp.join(args.out, 'da_study.md'), 'w', encoding='utf-8') as f:

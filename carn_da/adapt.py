@@ -1,13 +1,21 @@
-"""Adapt a trained CARN to your own JPEGs, of any and mixed quality, without their ground truth (Ham et al. 2021).
+"""Adapt a trained CARN to your own JPEGs, of any and mixed quality, without their ground truth.
 
     carn-da adapt --model experiments/RDN_SQ_QF10/models/net_g_latest.pth --opt options/train_rdn_sq_qf10.yml \\
         --source-gt datasets/Train400/gt --source-lq datasets/Train400/qf10 --target my_jpegs/ --name my_jpegs
 
 (also ``python -m carn_da.adapt``). The source model keeps training on its labelled pairs (``--source-gt``,
-``--source-lq``: ground truths and JPEGs of the quality it was trained on, folders or BasicSR LMDBs) while a quality
-discriminator learns to tell its features of those JPEGs from its features of your JPEGs (``--target``, a folder
-searched recursively, no ground truth) and the feature extractor learns, through gradient reversal, to make them
-alike (CARNDAModel, run by BasicSR's training pipeline in a subprocess).
+``--source-lq``: ground truths and JPEGs of the quality it was trained on, folders or BasicSR LMDBs) while it learns
+your JPEGs (``--target``, a folder searched recursively, no ground truth), by one of two recipes (``--recipe``;
+CARNDAModel, run by BasicSR's training pipeline in a subprocess):
+
+- ``recommended`` (the default; the winner of benchmarks/da_study.py, see docs/RESULTS.md): each target's JPEG
+  quality is read from its quantisation table (``--target-quality file``) or estimated from its pixels
+  (``pixels``); half the source pairs are re-compressed from their ground truth at the quality of a random target
+  image, and every target crop, recompressed at its own quality on a shifted 8x8 grid, is restored back to itself
+  (self-supervision);
+- ``paper`` (Ham, Yoo, Kang, SPIE 11842, 2021): a quality discriminator learns to tell the model's features of the
+  source JPEGs from its features of yours, and the feature extractor learns, through gradient reversal, to make
+  them alike (``--lambda``).
 
 Writes ``--out`` (default ``results/<name>``): ``<name>.yml``, the options of the run (resume or extend it with
 ``python carn_da/train.py -opt <name>.yml --auto_resume``, or ``carn-da adapt ... --resume``), ``report.md`` (also
@@ -80,7 +88,22 @@ def quality_feature_channels(net, channels, patch, device):
 
 def adapt_options(args, channels, q_feat, device):
     """CARNDAModel options: the source model as ``pretrain_network_g``, the source pairs and the target images in a
-    TwoDomainDataset, a QualityDiscriminator on the ``q_feat`` channels of F's features, the paper's lambda."""
+    TwoDomainDataset, and the recipe's parts (see the module): QF-matched synthesis and target self-supervision, or
+    a QualityDiscriminator on the ``q_feat`` channels of F's features with the paper's lambda."""
+    opt = base_adapt_options(args, channels, device)
+    if args.recipe == 'recommended':
+        opt['datasets']['train'].update(
+            source_quality='both', target_self_supervision=True, target_quality=args.target_quality)
+        opt['train']['target_opt'] = dict(L1)
+    else:
+        opt['network_q'] = {'type': 'QualityDiscriminator', 'num_feat': q_feat, 'hidden': 128, 'pooling': 'avgstd'}
+        opt['train']['optim_q'] = {'type': 'Adam', 'lr': args.lr, 'betas': [0.9, 0.999]}
+        opt['train']['domain_opt'] = {'type': 'DomainAdversarialLoss', 'loss_weight': args.lambda_}
+    return opt
+
+
+def base_adapt_options(args, channels, device):
+    """The options both recipes share (see ``adapt_options``)."""
     return {
         'name': args.name,
         'model_type': 'CARNDAModel',
@@ -108,13 +131,6 @@ def adapt_options(args, channels, q_feat, device):
             }
         },
         'network_g': network_options(args.opt),
-        'network_q': {
-            'type': 'QualityDiscriminator',
-            'num_feat': q_feat,
-            'hidden': 128,
-            'num_domains': 2,
-            'pooling': 'avgstd'
-        },
         'path': {
             'pretrain_network_g': osp.abspath(args.model),
             'param_key_g': load_checkpoint(args.model)[0],
@@ -127,11 +143,6 @@ def adapt_options(args, channels, q_feat, device):
                 'lr': args.lr,
                 'betas': [0.9, 0.999]
             },
-            'optim_q': {
-                'type': 'Adam',
-                'lr': args.lr,
-                'betas': [0.9, 0.999]
-            },
             'scheduler': {
                 'type': 'MultiStepLR',
                 'milestones': [max(1, args.iters * 3 // 4)],
@@ -139,11 +150,7 @@ def adapt_options(args, channels, q_feat, device):
             },
             'total_iter': args.iters,
             'warmup_iter': -1,
-            **source_losses(args.opt), 'domain_opt': {
-                'type': 'DomainAdversarialLoss',
-                'loss_weight': args.lambda_,
-                'schedule': 'constant'
-            }
+            **source_losses(args.opt)
         },
         'logger': {
             'print_freq': max(1, args.iters // 50),
@@ -308,8 +315,20 @@ def parse_args(argv=None):
         metavar='LAMBDA',
         type=float,
         default=0.1,
-        help='Weight of the domain loss. Default: 0.1 (paper).')
-    parser.add_argument('--lr', type=float, default=1e-4, help='Learning rate of F, D and Q. Default: 1e-4 (paper).')
+        help='Weight of the domain loss of --recipe paper. Default: 0.1 (paper).')
+    parser.add_argument(
+        '--recipe',
+        choices=['recommended', 'paper'],
+        default='recommended',
+        help='recommended (QF-matched synthesis + target self-supervision) or paper (adversarial feature '
+        'alignment). Default: recommended.')
+    parser.add_argument(
+        '--target-quality',
+        choices=['file', 'pixels'],
+        default='file',
+        help="Where --recipe recommended learns each target's JPEG quality: its quantisation table (file; every "
+        'target must be a JPEG file) or its decoded pixels. Default: file.')
+    parser.add_argument('--lr', type=float, default=1e-4, help='Learning rate of F, D (and Q). Default: 1e-4 (paper).')
     parser.add_argument('--batch', type=int, default=8, help='Source (and target) patches per step. Default: 8.')
     parser.add_argument('--patch', type=int, default=48, help='Side of the training patches. Default: 48.')
     parser.add_argument('--seed', type=int, default=0)
@@ -375,7 +394,8 @@ def run(args, command):
                         'another --name.')
     device = choose_device(args.device)
     net, channels = load_model(args.model, args.opt, device)
-    opt = adapt_options(args, channels, quality_feature_channels(net, channels, args.patch, device), device)
+    q_feat = quality_feature_channels(net, channels, args.patch, device) if args.recipe == 'paper' else None
+    opt = adapt_options(args, channels, q_feat, device)
     dataset = check_dataset(opt['datasets']['train'], args.iters)
     targets = {osp.splitext(osp.relpath(path, args.target))[0]: path for path in dataset.target_paths}
     gts = load_ground_truths(args.target_gt, targets) if args.target_gt else {}

@@ -84,25 +84,28 @@ def test_adapt_end_to_end_then_restore_with_the_adapted_model(data, experiment_n
 
     opt = yaml.safe_load(opt_path.read_text())
     assert opt['model_type'] == 'CARNDAModel' and opt['network_g'] == TINY_RDN
-    assert opt['network_q']['type'] == 'QualityDiscriminator' and opt['network_q']['num_feat'] == 8
+    assert 'network_q' not in opt and opt['train']['target_opt']['type'] == 'L1Loss'  # the recommended recipe
     assert opt['path']['pretrain_network_g'] == data['model'] and opt['train']['total_iter'] == 4
     train_set = opt['datasets']['train']
     assert train_set['type'] == 'TwoDomainDataset' and train_set['dataroot_target'] == data['pile']
+    assert (train_set['source_quality'], train_set['target_self_supervision'],
+            train_set['target_quality']) == ('both', True, 'file')
     assert data['pile_gt'] not in opt_path.read_text()  # the ground truths never reach the training
 
     report = (out / 'report.md').read_text()
     assert report in stdout
     assert 'QF 30: 1, QF 50: 1, QF 70: 1, QF 90: 1' in report and 'QF 10: 6' in report
-    for text in ('mean BEF', adapt.JPEG, adapt.BEFORE, adapt.AFTER, 'PSNR-B', 'discriminator accuracy',
-                 adapt.shown(checkpoint), adapt.shown(opt_path)):
+    for text in ('mean BEF', adapt.JPEG, adapt.BEFORE, adapt.AFTER, 'PSNR-B', adapt.shown(checkpoint),
+                 adapt.shown(opt_path)):
         assert text in report, text
+    assert 'discriminator accuracy' not in report
     summary = json.loads((out / 'report.json').read_text())
     assert summary['qf_histograms']['target'] == {str(qf): 1 for qf in PILE_QFS}
     assert summary['measured_images'] == 4 and summary['target_gt_images'] == 2
     for label in (adapt.JPEG, adapt.BEFORE, adapt.AFTER):
         assert set(summary['results'][label]) == {'bef', 'psnr', 'psnrb', 'ssim'}
     assert summary['results'][adapt.BEFORE] != summary['results'][adapt.AFTER]
-    assert summary['discriminator_accuracy']['logged'] == 4
+    assert summary['discriminator_accuracy'] == {}
 
     source = torch.load(data['model'], weights_only=True)['params']
     adapted = torch.load(checkpoint, weights_only=True)['params']
@@ -116,3 +119,16 @@ def test_adapt_end_to_end_then_restore_with_the_adapted_model(data, experiment_n
     with pytest.raises(SystemExit) as exit_:
         adapt.main(argv)
     assert exit_.value.code == 2 and '--resume' in capfd.readouterr().err
+
+
+def test_adapt_paper_recipe_options(data, tmp_path):
+    argv = [
+        '--model', data['model'], '--opt', data['opt'], '--source-gt',
+        osp.join(data['source'], 'gt'), '--source-lq',
+        osp.join(data['source'], 'qf10'), '--target', data['pile'], '--recipe', 'paper', '--lambda', '0.3'
+    ]
+    _, args = adapt.parse_args(argv)
+    opt = adapt.adapt_options(args, 1, 8, torch.device('cpu'))
+    assert opt['network_q'] == {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 128, 'pooling': 'avgstd'}
+    assert opt['train']['domain_opt'] == {'type': 'DomainAdversarialLoss', 'loss_weight': 0.3}
+    assert 'target_opt' not in opt['train'] and 'source_quality' not in opt['datasets']['train']

@@ -9,8 +9,10 @@ from basicsr.data import build_dataset
 from basicsr.utils import FileClient
 from basicsr.utils.lmdb_util import LmdbMaker
 from basicsr.utils.registry import DATASET_REGISTRY
+from conftest import textured_image
 from numpy.lib.stride_tricks import sliding_window_view
 
+from carn_da.data.jpeg import jpeg_compress, recompress
 from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 
@@ -313,3 +315,103 @@ def test_several_lq_roots_pool_qualities_with_per_root_counts(tmp_path):
     assert len(JPEGPairedDataset(paired_opt(tmp_path, 'val', dataroot_lqs=roots))) == 8
     with pytest.raises(ValueError, match='num_pairs has 1 entries but there are 2 LQ roots'):
         JPEGPairedDataset(paired_opt(tmp_path, 'val', dataroot_lqs=roots, num_pairs=[1]))
+
+
+def test_jpeg_range_compresses_the_ground_truth_when_read(tmp_path):
+    gts = write_pairs(tmp_path, ['a', 'b'])
+    dataset = JPEGPairedDataset(paired_opt(tmp_path, 'val', dataroot_lq=None, jpeg_range=[30, 30]))
+    item = dataset[0]
+    assert item['lq_path'] == item['gt_path'] == str(tmp_path / 'gt' / 'a.png')
+    assert np.array_equal(as_uint8(item['lq']), jpeg_compress(gts['a'], 30))
+    blind = JPEGPairedDataset(paired_opt(tmp_path, 'val', dataroot_lq=None, jpeg_range=[10, 90]))
+    random.seed(0)
+    assert len({as_uint8(blind[1]['lq']).tobytes() for _ in range(8)}) > 1  # a new quality at every read
+    train = JPEGPairedDataset(paired_opt(tmp_path, dataroot_lq=None, jpeg_range=[10, 10]))
+    patch = train[0]
+    assert patch['lq'].shape == patch['gt'].shape == (1, 64, 64)
+    assert occurs(jpeg_compress(gts['a'], 10), as_uint8(patch['lq']))  # compressed whole, then cropped
+
+
+@pytest.mark.parametrize('jpeg_range, message', [([10], r'\[min, max\]'), ([50, 10], 'above max'), ([0, 10], '1..100'),
+                                                 ([10, 20], 'remove dataroot_lq')])
+def test_bad_jpeg_range_raises(tmp_path, jpeg_range, message):
+    write_pairs(tmp_path, ['a'])
+    opt = paired_opt(tmp_path, jpeg_range=jpeg_range)
+    if message != 'remove dataroot_lq':
+        opt['dataroot_lq'] = None
+    with pytest.raises(ValueError, match=message):
+        JPEGPairedDataset(opt)
+
+
+def test_target_self_supervision_recompresses_on_a_shifted_grid(tmp_path):
+    write_pairs(tmp_path / 'source', ['a'])
+    target = tmp_path / 'target'
+    write_jpegs(target, ['x.jpg'])  # QF 50
+    dataset = TwoDomainDataset(
+        two_domain_opt(tmp_path / 'source', target, 'val', target_quality='file', target_self_supervision=True))
+    decoded = cv2.imread(str(target / 'x.jpg'), cv2.IMREAD_GRAYSCALE)
+    shifted = {recompress(decoded, 50, (dy, dx)).tobytes() for dy in range(8) for dx in range(8) if dy or dx}
+    random.seed(0)
+    for _ in range(5):
+        item = dataset[0]
+        assert item['target_quality'] == 50
+        assert np.array_equal(as_uint8(item['lq_target']), decoded)  # the goal: the decoded target JPEG itself
+        assert as_uint8(item['lq_target_self']).tobytes() in shifted  # never the target's own grid (0, 0)
+    train = TwoDomainDataset(
+        two_domain_opt(tmp_path / 'source', target, target_quality=50, target_self_supervision=True, use_rot=True))
+    item = train[0]
+    assert item['lq_target_self'].shape == item['lq_target'].shape == (1, 64, 64)
+    assert (item['lq_target_self'] - item['lq_target']).abs().mean() > 1 / 255
+
+
+def test_target_quality_from_pixels_and_file_checks(tmp_path):
+    write_pairs(tmp_path / 'source', ['a'])
+    target = tmp_path / 'target'
+    target.mkdir()
+    img = textured_image(np.random.default_rng(0), 96, 128)
+    cv2.imwrite(str(target / 'x.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 50])
+    dataset = TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, 'val', target_quality='pixels'))
+    assert abs(dataset[0]['target_quality'] - 50) <= 2
+    cv2.imwrite(str(target / 'y.png'), noise(80, 96, 7))
+    with pytest.raises(ValueError, match=r'y\.png is not a JPEG'):
+        TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, target_quality='file'))
+    with pytest.raises(ValueError, match='need target_quality'):
+        TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, target_self_supervision=True))
+    with pytest.raises(ValueError, match='1..100'):
+        TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, target_quality=101))
+
+
+def test_source_synthesized_at_the_target_quality_reads_no_target_ground_truth(tmp_path, monkeypatch):
+    gts = write_pairs(tmp_path / 'source', ['a'])
+    target = tmp_path / 'target'  # JPEGs only: no ground truth exists for the target
+    write_jpegs(target, ['x.jpg'])
+    requests = []
+    real_get = FileClient.get
+
+    def spy(self, filepath, client_key='default'):
+        requests.append((str(filepath), client_key))
+        return real_get(self, filepath, client_key)
+
+    monkeypatch.setattr(FileClient, 'get', spy)
+    opt = two_domain_opt(
+        tmp_path / 'source',
+        target,
+        'val',
+        dataroot_lq=None,
+        source_quality='target',
+        target_quality='file',
+        target_self_supervision=True)
+    item = TwoDomainDataset(opt)[0]
+    assert np.array_equal(as_uint8(item['lq']), jpeg_compress(gts['a'], 50))
+    assert set(requests) == {(str(tmp_path / 'source' / 'gt' / 'a.png'), 'gt'), (str(target / 'x.jpg'), 'target')}
+    with pytest.raises(ValueError, match='remove dataroot_lq'):
+        TwoDomainDataset(dict(opt, dataroot_lq=str(tmp_path / 'source' / 'qf10')))
+    with pytest.raises(ValueError, match="'target', 'both' or absent"):
+        TwoDomainDataset(dict(opt, source_quality='source'))
+    both = TwoDomainDataset(
+        two_domain_opt(tmp_path / 'source', target, 'val', source_quality='both', target_quality='file'))
+    stored = cv2.imread(str(tmp_path / 'source' / 'qf10' / 'a.jpg'), cv2.IMREAD_GRAYSCALE)
+    random.seed(0)
+    seen = [as_uint8(both[0]['lq']) for _ in range(12)]
+    assert {0, 1} == {int(np.array_equal(lq, stored)) for lq in seen}  # the stored JPEG and ...
+    assert all(np.array_equal(lq, stored) or np.array_equal(lq, jpeg_compress(gts['a'], 50)) for lq in seen)

@@ -176,3 +176,57 @@ def test_memnet_multi_supervision_adds_the_intermediate_loss():
     opt['train']['intermediate_opt'] = {'type': 'MSELoss'}
     with pytest.raises(ValueError, match='intermediate predictions'):
         CARNDAModel(opt)
+
+
+def self_supervision_options(**losses):
+    opt = model_options()
+    del opt['network_q'], opt['train']['domain_opt'], opt['train']['optim_q']
+    opt['train'].update(losses)
+    return opt
+
+
+def test_target_self_supervision_restores_the_recompressed_target_towards_the_decoded_target():
+    model = CARNDAModel(self_supervision_options(target_opt={'type': 'L1Loss', 'loss_weight': 0.5}))
+    assert model.net_q is None and len(model.optimizers) == 1
+    data = batch(num_source=3, num_target=2)
+    data['lq_target_self'] = (data['lq_target'] + 0.05 * torch.randn(data['lq_target'].shape)).clamp(0, 1)
+    with torch.no_grad():
+        expected = 0.5 * F.l1_loss(model.net_g(data['lq_target_self']), data['lq_target'])
+    restored_batches = []
+    restore = model.net_g.restore
+
+    def spy(features, x):
+        restored_batches.append(x.shape[0])
+        return restore(features, x)
+
+    model.net_g.restore = spy
+    model.feed_data(data)
+    model.optimize_parameters(current_iter=1)
+    assert restored_batches == [5]  # the source batch and the recompressed targets, in one pass
+    log = model.get_current_log()
+    assert set(log) == {'l_pix', 'l_target'}
+    assert log['l_target'] == pytest.approx(expected.item(), rel=1e-5)
+    assert model.output.shape == data['gt'].shape
+
+
+@pytest.mark.parametrize('align', ['MMDLoss', 'CORALLoss'])
+def test_statistical_alignment_trains_the_feature_extractor_only_through_its_features(align):
+    opt = self_supervision_options(align_opt={'type': align, 'loss_weight': 1.0})
+    opt['train']['pixel_opt']['loss_weight'] = 0.0  # BasicSR needs a pixel loss: switched off, F learns from l_align
+    model = CARNDAModel(opt)
+    model.feed_data(batch())
+    model.optimize_parameters(current_iter=1)
+    assert set(model.get_current_log()) == {'l_pix', 'l_align'}
+    net = model.net_g
+    assert torch.count_nonzero(net.sfe2.weight.grad) > 0
+    denoiser = [p for name, p in net.named_parameters() if not name.startswith(('sfe1', 'sfe2'))]
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in denoiser)
+
+
+def test_da_model_needs_a_loss_and_a_discriminator_for_the_domain_loss():
+    with pytest.raises(ValueError, match='at least one of'):
+        CARNDAModel(self_supervision_options())
+    opt = model_options()
+    del opt['network_q']
+    with pytest.raises(ValueError, match='needs network_q'):
+        CARNDAModel(opt)

@@ -201,12 +201,11 @@ def paired_crop(img_lq, img_gt, patch_size, gt_path):
     return img_lq, img_gt
 
 
-def random_crop(img, patch_size, path):
-    """A random ``patch_size`` square of one image."""
-    check_patch_fits(img.shape, patch_size, path)
-    top = random.randint(0, img.shape[0] - patch_size)
-    left = random.randint(0, img.shape[1] - patch_size)
-    return img[top:top + patch_size, left:left + patch_size]
+def random_window(shape, patch_size, path):
+    """(top, left) of a random ``patch_size`` square in an image of ``shape`` (ValueError naming ``path`` if it
+    does not fit)."""
+    check_patch_fits(shape, patch_size, path)
+    return random.randint(0, shape[0] - patch_size), random.randint(0, shape[1] - patch_size)
 
 
 def augment(imgs, hflip=True, rotation=True):

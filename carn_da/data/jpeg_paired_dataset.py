@@ -1,15 +1,18 @@
+import random
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data as data
 
 from carn_da.data.image_pairs import (BadImageError, augment, check_color, check_patch_fits, check_root,
-                                      check_same_size, choose_subset, make_file_client, paired_crop, paired_paths,
-                                      read_image, size_error, size_reader, to_tensor)
+                                      check_same_size, choose_subset, image_paths, make_file_client, paired_crop,
+                                      paired_paths, read_image, size_error, size_reader, to_tensor)
+from carn_da.data.jpeg import check_quality, jpeg_compress
 
 
 @DATASET_REGISTRY.register()
 class JPEGPairedDataset(data.Dataset):
-    """JPEG-compressed images (LQ) and their ground truth (GT), paired by stem: ``gt/a.png`` <-> ``qf10/a.jpg``.
+    """JPEG-compressed images (LQ) and their ground truth (GT), paired by stem: ``gt/a.png`` <-> ``qf10/a.jpg``, or
+    compressed on the fly from the ground truth (``jpeg_range``).
 
     Folders are scanned recursively for png/jpg/jpeg/bmp/tif/tiff images; LMDBs (BasicSR format) pair by the keys
     of their ``meta_info.txt``. When the dataset is built, before any image is decoded, an image without a partner,
@@ -21,6 +24,9 @@ class JPEGPairedDataset(data.Dataset):
         opt (dict): Config for the dataset. It contains:
             dataroot_gt (str): GT folder or LMDB.
             dataroot_lq (str): LQ (JPEG) folder or LMDB.
+            jpeg_range (list[int]): Instead of LQ roots, JPEG-compress each whole ground-truth image (OpenCV's
+                libjpeg) at a quality drawn uniformly from ``[min, max]`` (inclusive) every time it is read, before
+                cropping: a blind model's training set (DnCNN-3, FBCNN: ``[10, 90]``), or ``[q, q]`` for one QF.
             dataroot_lqs (list[str]): Instead of ``dataroot_lq``, several LQ roots of the same ground truth, pooled
                 (the paper's BQ scenario: ``[qf10.lmdb, qf70.lmdb]``). A separate key, since BasicSR's option
                 parser treats ``dataroot_lq`` as one path.
@@ -36,7 +42,8 @@ class JPEGPairedDataset(data.Dataset):
                 when it is read: then the next pair is used) with a warning naming it, instead of raising
                 BadImageError. Default: False.
 
-    Items: {'lq', 'gt': (C, H, W) float32 tensors in [0, 1]; 'lq_path', 'gt_path': file paths or LMDB keys}.
+    Items: {'lq', 'gt': (C, H, W) float32 tensors in [0, 1]; 'lq_path', 'gt_path': file paths or LMDB keys (a
+    synthesized LQ image has its ground truth's path)}.
     """
 
     def __init__(self, opt):
@@ -48,26 +55,83 @@ class JPEGPairedDataset(data.Dataset):
         self.skip_bad_images = opt.get('skip_bad_images', False)
         self.io_backend_opt = opt.get('io_backend', {'type': 'disk'})
         self.gt_folder = check_root(opt, 'dataroot_gt')
+        self.jpeg_range = self.check_jpeg_range(opt)
+        self.lq_folders = [] if self.synthesizes_lq(opt) else self.lq_roots(opt)
+        self.lq_folder = (self.lq_folders or [self.gt_folder])[0]
+        self.paths = self.gt_only_paths(opt) if self.synthesizes_lq(opt) else self.pairs_of_roots(opt)
+        self.bad_indices = set()
+        self.file_client = None
+
+    @staticmethod
+    def lq_roots(opt):
+        """The LQ roots of ``dataroot_lq`` or ``dataroot_lqs``, each checked to exist."""
         if opt.get('dataroot_lqs') is None:
-            self.lq_folders = [check_root(opt, 'dataroot_lq')]
-        else:
-            self.lq_folders = [check_root({'dataroot_lqs': root}, 'dataroot_lqs') for root in opt['dataroot_lqs']]
-        self.lq_folder = self.lq_folders[0]
+            return [check_root(opt, 'dataroot_lq')]
+        return [check_root({'dataroot_lqs': root}, 'dataroot_lqs') for root in opt['dataroot_lqs']]
+
+    def pairs_of_roots(self, opt):
+        """Checked (see ``check_pairs``) LQ/GT pairs of every LQ root, ``num_pairs`` of each."""
         num_pairs = opt.get('num_pairs')
         num_pairs = num_pairs if isinstance(num_pairs, (list, tuple)) else [num_pairs] * len(self.lq_folders)
         if len(num_pairs) != len(self.lq_folders):
             raise ValueError(f'num_pairs has {len(num_pairs)} entries but there are {len(self.lq_folders)} LQ roots.')
-        self.paths = []
+        paths = []
         for i, (lq_folder, num) in enumerate(zip(self.lq_folders, num_pairs)):
             pairs = paired_paths(lq_folder, self.gt_folder, self.io_backend_opt['type'])
             if not pairs:
                 raise ValueError(f'No images in {lq_folder} and {self.gt_folder}.')
             pairs = choose_subset(pairs, num, 'num_pairs', lq_folder, (opt.get('subset_seed', 0), 2 + i))
-            self.paths += [dict(pair, lq_client=f'lq{i}') for pair in self.check_pairs(pairs, lq_folder)]
-        if not self.paths:
+            paths += [dict(pair, lq_client=f'lq{i}') for pair in self.check_pairs(pairs, lq_folder)]
+        if not paths:
             raise BadImageError(f'No readable image pairs in {", ".join(self.lq_folders)} and {self.gt_folder}.')
-        self.bad_indices = set()
-        self.file_client = None
+        return paths
+
+    @staticmethod
+    def check_jpeg_range(opt):
+        """The option ``jpeg_range`` as a (min, max) tuple of qualities, or None; ValueError if it is malformed or
+        given beside LQ roots."""
+        jpeg_range = opt.get('jpeg_range')
+        if jpeg_range is None:
+            return None
+        if not isinstance(jpeg_range, (list, tuple)) or len(jpeg_range) != 2:
+            raise ValueError(f'jpeg_range must be [min, max] JPEG qualities, got {jpeg_range!r}.')
+        for quality in jpeg_range:
+            check_quality(quality)
+        if jpeg_range[0] > jpeg_range[1]:
+            raise ValueError(f'jpeg_range: min {jpeg_range[0]} is above max {jpeg_range[1]}.')
+        if opt.get('dataroot_lq') is not None or opt.get('dataroot_lqs') is not None:
+            raise ValueError('jpeg_range compresses the ground truth on the fly: remove dataroot_lq / dataroot_lqs.')
+        return tuple(jpeg_range)
+
+    def synthesizes_lq(self, opt):
+        """Whether LQ images are JPEG-compressed from the ground truth when read (no LQ roots)."""
+        return self.jpeg_range is not None
+
+    def gt_only_paths(self, opt):
+        """Pairs of ground-truth paths alone (``lq_path`` None: synthesized), checked like ``check_pairs``."""
+        backend = self.io_backend_opt['type']
+        paths = image_paths(self.gt_folder, backend)
+        if not paths:
+            raise ValueError(f'dataroot_gt: no images in {self.gt_folder}.')
+        paths = choose_subset(paths, opt.get('num_pairs'), 'num_pairs', self.gt_folder, (opt.get('subset_seed', 0), 2))
+        read_size = size_reader(self.gt_folder, backend)
+        checked = []
+        for path in paths:
+            try:
+                size = read_size(path)
+            except BadImageError as error:
+                self.bad_image(error)
+                continue
+            if size is not None and self.opt['phase'] == 'train':
+                check_patch_fits(size, self.gt_size, path)
+            checked.append({'lq_path': None, 'gt_path': path, 'lq_client': None})
+        if not checked:
+            raise BadImageError(f'dataroot_gt: no readable images in {self.gt_folder}.')
+        return checked
+
+    def random_quality(self):
+        """A JPEG quality drawn from ``jpeg_range`` (python's ``random``, seeded per worker by BasicSR)."""
+        return random.randint(*self.jpeg_range)
 
     def bad_image(self, error):
         """Raise ``error`` (a BadImageError) or, with ``skip_bad_images``, log it as a warning."""
@@ -94,38 +158,47 @@ class JPEGPairedDataset(data.Dataset):
             checked.append(pair)
         return checked
 
-    def read_pair(self, index):
-        """uint8 (H, W, C) LQ and GT images of pair ``index`` (cropped and augmented in training), and their paths."""
+    def read_pair(self, index, quality=None):
+        """uint8 (H, W, C) LQ and GT images of pair ``index`` (cropped and augmented in training), and their paths.
+        With a ``quality``, or for a pair without LQ file, the LQ image is compressed from the ground truth at
+        ``quality`` (or ``random_quality()``) and its path is None."""
         if self.file_client is None:
             lq_clients = [f'lq{i}' for i in range(len(self.lq_folders))]
             self.file_client = make_file_client(self.io_backend_opt, self.lq_folders + [self.gt_folder],
                                                 lq_clients + ['gt'])
         pair = self.paths[index]
         lq_path, gt_path = pair['lq_path'], pair['gt_path']
-        img_lq = read_image(self.file_client, lq_path, pair['lq_client'], self.color)
         img_gt = read_image(self.file_client, gt_path, 'gt', self.color)
-        check_same_size(img_lq, img_gt, lq_path, gt_path)
+        if quality is not None or lq_path is None:
+            img_lq, lq_path = jpeg_compress(img_gt, quality or self.random_quality()), None
+        else:
+            img_lq = read_image(self.file_client, lq_path, pair['lq_client'], self.color)
+            check_same_size(img_lq, img_gt, lq_path, gt_path)
         if self.opt['phase'] == 'train':
             img_lq, img_gt = paired_crop(img_lq, img_gt, self.gt_size, gt_path)
             img_lq, img_gt = augment([img_lq, img_gt], self.use_hflip, self.use_rot)
         return img_lq, img_gt, lq_path, gt_path
 
-    def read_good_pair(self, index):
+    def read_good_pair(self, index, quality=None):
         """``read_pair`` of ``index`` or, with ``skip_bad_images``, of the next pair that can be read."""
         for offset in range(len(self)):
             candidate = (index + offset) % len(self)
             if candidate not in self.bad_indices:
                 try:
-                    return self.read_pair(candidate)
+                    return self.read_pair(candidate, quality)
                 except BadImageError as error:
                     self.bad_image(error)
                     self.bad_indices.add(candidate)
-        raise BadImageError(f'No readable image pairs in {", ".join(self.lq_folders)} and {self.gt_folder}.')
+        raise BadImageError(f'No readable image pairs in {", ".join(self.lq_folders + [self.gt_folder])}.')
+
+    def pair_item(self, index, quality=None):
+        """The item of pair ``index`` (see the class), a synthesized LQ image at ``quality`` (see ``read_pair``)."""
+        img_lq, img_gt, lq_path, gt_path = self.read_good_pair(index, quality)
+        img_lq, img_gt = to_tensor([img_lq, img_gt])
+        return {'lq': img_lq, 'gt': img_gt, 'lq_path': lq_path or gt_path, 'gt_path': gt_path}
 
     def __getitem__(self, index):
-        img_lq, img_gt, lq_path, gt_path = self.read_good_pair(index)
-        img_lq, img_gt = to_tensor([img_lq, img_gt])
-        return {'lq': img_lq, 'gt': img_gt, 'lq_path': lq_path, 'gt_path': gt_path}
+        return self.pair_item(index)
 
     def __len__(self):
         return len(self.paths)

@@ -2,8 +2,11 @@ import random
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from carn_da.data.image_pairs import (BadImageError, augment, check_patch_fits, check_root, choose_subset, image_paths,
-                                      make_file_client, random_crop, read_image, size_reader, to_tensor)
+                                      make_file_client, random_window, read_image, size_reader, to_tensor)
+from carn_da.data.jpeg import check_quality, estimate_quality, read_quality, recompress, to_gray
 from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
+
+TARGET_QUALITY_SOURCES = ('file', 'pixels')
 
 
 @DATASET_REGISTRY.register()
@@ -17,6 +20,19 @@ class TwoDomainDataset(JPEGPairedDataset):
     Target images are checked like the source when the dataset is built (readable header; in training, at least
     ``gt_size``); with ``skip_bad_images`` a target that cannot be read is dropped from the list with a warning.
 
+    Beyond the paper, two uses of the target's JPEG quality, which needs no ground truth:
+
+    - target self-supervision (``target_self_supervision``): the target crop, recompressed at its own quality on an
+      8x8 grid shifted against the one it was coded on (so that recompression is not idempotent), becomes an input
+      whose restoration target is the target crop itself;
+    - QF-matched synthesis (``source_quality``): a source LQ image is compressed on the fly from its ground truth
+      at the quality of the target image drawn with it.
+
+    The quality comes from ``target_quality``: ``file`` reads each target's quantisation table (``read_quality``:
+    a folder of JPEG files), ``pixels`` estimates it from the decoded pixels of the whole image
+    (``estimate_quality``: the paper's setting, where only decoded images are known; cached per image), an int gives
+    it for all.
+
     Args:
         opt (dict): Config for the dataset. It contains the options of ``JPEGPairedDataset`` (the source) and:
             dataroot_target (str): Target JPEGs: a folder (png/jpg/jpeg/bmp/tif/tiff, recursive) or an LMDB.
@@ -25,12 +41,33 @@ class TwoDomainDataset(JPEGPairedDataset):
             num_target (int): Use only this many target images. Default: None (all).
             subset_seed (int): Seed of those reproducible subsets, drawn with numpy's ``default_rng((seed, 0))``
                 (source) and ``default_rng((seed, 1))`` (target). Default: 0.
+            target_quality (str | int): ``file``, ``pixels`` or a quality 1..100 (see above). Default: None (needed
+                only by the two options below).
+            target_self_supervision (bool): Add ``lq_target_self``, the recompressed target. Default: False.
+            source_quality (str): ``target`` for QF-matched synthesis (then no ``dataroot_lq``), ``both`` for the
+                source JPEG of ``dataroot_lq`` or, with probability 0.5, one synthesized at the target's quality (so
+                that the source quality is not forgotten). Default: None (the source JPEGs of ``dataroot_lq``).
 
     Items: {'lq', 'gt', 'lq_path', 'gt_path'} of the source pair, 'lq_target': (C, H, W) float32 tensor in [0, 1],
-    'target_path': its file path or LMDB key. The length is the number of source pairs.
+    'target_path': its file path or LMDB key, 'target_quality' (int, -1 if not needed), and with
+    ``target_self_supervision`` 'lq_target_self' (like 'lq_target'). The length is the number of source pairs.
     """
 
     def __init__(self, opt):
+        self.self_supervision = bool(opt.get('target_self_supervision', False))
+        self.source_quality = opt.get('source_quality')
+        if self.source_quality not in (None, 'target', 'both'):
+            raise ValueError(f"source_quality must be 'target', 'both' or absent, got {self.source_quality!r}.")
+        if self.source_quality == 'target' and (opt.get('dataroot_lq') or opt.get('dataroot_lqs')):
+            raise ValueError('source_quality: target compresses the source ground truth on the fly: remove '
+                             "dataroot_lq / dataroot_lqs (or use 'both').")
+        self.target_quality = opt.get('target_quality')
+        if self.target_quality not in TARGET_QUALITY_SOURCES:
+            if self.target_quality is not None:
+                check_quality(self.target_quality)
+            elif self.self_supervision or self.source_quality is not None:
+                raise ValueError("target_self_supervision and source_quality need target_quality: 'file', 'pixels' "
+                                 'or a JPEG quality.')
         super().__init__(opt)
         seed = opt.get('subset_seed', 0)
         self.paths = choose_subset(self.paths, opt.get('num_source'), 'num_source', self.lq_folder, (seed, 0))
@@ -41,7 +78,34 @@ class TwoDomainDataset(JPEGPairedDataset):
             raise ValueError(f'dataroot_target: no images in {self.target_folder}.')
         target_paths = choose_subset(target_paths, opt.get('num_target'), 'num_target', self.target_folder, (seed, 1))
         self.target_paths = self.check_targets(target_paths)
+        self.qualities = {}
+        if self.target_quality == 'file':
+            self.qualities = {path: self.read_file_quality(path) for path in self.target_paths}
         self.target_client = None
+
+    def synthesizes_lq(self, opt):
+        return super().synthesizes_lq(opt) or opt.get('source_quality') == 'target'
+
+    def read_file_quality(self, path):
+        """The JPEG quality of target file ``path`` from its header; ValueError naming it if it is not a JPEG."""
+        if self.io_backend_target_opt['type'] != 'disk':
+            raise ValueError("target_quality: file reads JPEG headers from a folder (io_backend_target disk); use "
+                             "'pixels' for an LMDB.")
+        quality = read_quality(path)
+        if quality is None:
+            raise ValueError(f"target_quality: file, but {path} is not a JPEG with a quantisation table; use 'pixels' "
+                             'to estimate the quality from decoded images.')
+        return quality
+
+    def quality_of(self, path, img):
+        """The JPEG quality of target ``path`` (uint8 ``img``, whole), as ``target_quality`` says (-1 if unused)."""
+        if self.target_quality is None:
+            return -1
+        if isinstance(self.target_quality, int):
+            return self.target_quality
+        if path not in self.qualities:  # pixels: estimated once per image (and worker)
+            self.qualities[path] = estimate_quality(to_gray(img))
+        return self.qualities[path]
 
     def check_targets(self, paths):
         """``paths`` of the target images whose headers can be read (see ``bad_image``), each fitting ``gt_size``."""
@@ -74,13 +138,28 @@ class TwoDomainDataset(JPEGPairedDataset):
                 if not self.target_paths:
                     raise BadImageError(f'dataroot_target: no readable images in {self.target_folder}.') from error
 
+    def self_supervision_pair(self, img, quality, top, left):
+        """(recompressed, img): ``img`` (a crop at ``top``, ``left`` of a decoded target) recompressed at ``quality``
+        on a grid shifted by a random (dy, dx) other than the one the target was coded on."""
+        phases = [(dy, dx) for dy in range(8) for dx in range(8) if (dy, dx) != (top % 8, left % 8)]
+        return recompress(img, quality, random.choice(phases)), img
+
     def __getitem__(self, index):
-        item = super().__getitem__(index)
         if self.target_client is None:
             self.target_client = make_file_client(self.io_backend_target_opt, [self.target_folder], ['target'])
         target_path, img = self.read_target(index)
+        quality = self.quality_of(target_path, img)
+        synthesize = self.source_quality == 'target' or self.source_quality == 'both' and random.random() < 0.5
+        item = self.pair_item(index, quality if synthesize else None)
+        top = left = 0
         if self.opt['phase'] == 'train':
-            img = augment([random_crop(img, self.gt_size, target_path)], self.use_hflip, self.use_rot)[0]
-        item['lq_target'], = to_tensor([img])
-        item['target_path'] = target_path
+            top, left = random_window(img.shape, self.gt_size, target_path)
+            img = img[top:top + self.gt_size, left:left + self.gt_size]
+        imgs = list(self.self_supervision_pair(img, quality, top, left)) if self.self_supervision else [img]
+        if self.opt['phase'] == 'train':
+            imgs = augment(imgs, self.use_hflip, self.use_rot)
+        item['lq_target'] = to_tensor(imgs[-1:])[0]
+        if self.self_supervision:
+            item['lq_target_self'] = to_tensor(imgs[:1])[0]
+        item.update(target_path=target_path, target_quality=quality)
         return item

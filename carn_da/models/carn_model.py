@@ -109,7 +109,9 @@ class CARNModel(SRModel):
             loss_dict.update((k, v) for k, v in (('l_percep', l_percep), ('l_style', l_style)) if v is not None)
         if self.cri_intermediate:
             predictions = self.get_bare_model(self.net_g).predictions
-            loss_dict['l_intermediate'] = sum(self.cri_intermediate(y, self.gt) for y in predictions) / len(predictions)
+            batch = len(self.gt)  # predictions may also cover inputs beyond the labelled batch (CARNDAModel)
+            loss_dict['l_intermediate'] = sum(self.cri_intermediate(y[:batch], self.gt)
+                                              for y in predictions) / len(predictions)
         return loss_dict
 
     def optimize_parameters(self, current_iter):
