@@ -54,7 +54,7 @@ CURVE_POINTS = 3  # checkpoints per adaptation, scored for the PSNR-against-iter
 # name: options of one variant. q: network_q (num_feat added), domain: train.domain_opt of DomainAdversarialLoss,
 # q_lr: optim_q's lr (default --adapt-lr), split_at: where F ends (RDN), align: train.align_opt, self: target
 # self-supervision, source_quality / target_quality: TwoDomainDataset's options; batch: source (and target) crops
-# per step (default --batch); text: what it is, for the report.
+# per step (default --batch); lr: optim_g's lr (default --adapt-lr); text: what it is, for the report.
 VARIANTS = {
     'control':
     dict(track='-', text='source-only fine-tuning for the same iterations (CARNModel)'),
@@ -115,11 +115,7 @@ VARIANTS = {
         text='half the source pairs re-compressed at the '
         'estimated target QF'),
     'synth_self':
-    dict(
-        source_quality='both',
-        self=True,
-        target_quality='pixels',
-        text='synth + self-supervision (recommended, pixels track)'),
+    dict(source_quality='both', self=True, target_quality='pixels', text='synth + self-supervision'),
     'synth_self_b4':
     dict(
         source_quality='both',
@@ -128,21 +124,23 @@ VARIANTS = {
         batch=4,
         text='synth + self with 4 source and 4 target crops per step (as many images through the '
         'network as a source-only step of 8)'),
-    'synth_self_files':
+    'synth_self_b4_lr5e-4':
     dict(
         source_quality='both',
         self=True,
-        target_quality='file',
-        track='files',
-        text='synth + self-supervision, QF read from the files (recommended, files track)'),
-    'synth_self_b4_files':
+        target_quality='pixels',
+        batch=4,
+        lr=5e-4,
+        text='synth_self_b4 at the learning rate of the source training, 5e-4 (recommended, pixels track)'),
+    'recommended_files':
     dict(
         source_quality='both',
         self=True,
         target_quality='file',
         batch=4,
+        lr=5e-4,
         track='files',
-        text='synth_self_b4 with the QF read from the files'),
+        text='synth_self_b4_lr5e-4 with the QF read from the files (recommended, files track)'),
 }
 PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 
@@ -197,8 +195,8 @@ def base_options(name, data_root, qf, iters, lr, seed, batch, patch, backbone):
 
 def variant_options(variant, name, data_root, source, target, args):
     spec = VARIANTS[variant]
-    opt = base_options(name, data_root, source, args.adapt_iters, args.adapt_lr, args.seed + 1, args.batch, args.patch,
-                       args.backbone)
+    opt = base_options(name, data_root, source, args.adapt_iters, spec.get('lr', args.adapt_lr), args.seed + 1,
+                       args.batch, args.patch, args.backbone)
     opt['path']['pretrain_network_g'] = latest_generator(f'{args.prefix}_sq_qf{source}')
     opt['logger']['save_checkpoint_freq'] = max(1, args.adapt_iters // CURVE_POINTS)
     if variant == 'control':

@@ -132,3 +132,7 @@ def test_adapt_paper_recipe_options(data, tmp_path):
     assert opt['network_q'] == {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 128, 'pooling': 'avgstd'}
     assert opt['train']['domain_opt'] == {'type': 'DomainAdversarialLoss', 'loss_weight': 0.3}
     assert 'target_opt' not in opt['train'] and 'source_quality' not in opt['datasets']['train']
+    assert (opt['train']['optim_g']['lr'], opt['datasets']['train']['batch_size_per_gpu']) == (1e-4, 8)
+    _, args = adapt.parse_args(argv[:-4])
+    recommended = adapt.adapt_options(args, 1, None, torch.device('cpu'))
+    assert (recommended['train']['optim_g']['lr'], recommended['datasets']['train']['batch_size_per_gpu']) == (5e-4, 4)
