@@ -114,7 +114,13 @@ class JPEGPairedDataset(data.Dataset):
         if not paths:
             raise ValueError(f'dataroot_gt: no images in {self.gt_folder}.')
         paths = choose_subset(paths, opt.get('num_pairs'), 'num_pairs', self.gt_folder, (opt.get('subset_seed', 0), 2))
-        read_size = size_reader(self.gt_folder, backend)
+        paths = self.readable_images(paths, self.gt_folder, backend, 'dataroot_gt')
+        return [{'lq_path': None, 'gt_path': path, 'lq_client': None} for path in paths]
+
+    def readable_images(self, paths, root, backend, option):
+        """``paths`` of ``root`` whose headers can be read (see ``bad_image``), each fitting ``gt_size`` in training;
+        BadImageError naming ``option`` and ``root`` if none is left."""
+        read_size = size_reader(root, backend)
         checked = []
         for path in paths:
             try:
@@ -124,9 +130,9 @@ class JPEGPairedDataset(data.Dataset):
                 continue
             if size is not None and self.opt['phase'] == 'train':
                 check_patch_fits(size, self.gt_size, path)
-            checked.append({'lq_path': None, 'gt_path': path, 'lq_client': None})
+            checked.append(path)
         if not checked:
-            raise BadImageError(f'dataroot_gt: no readable images in {self.gt_folder}.')
+            raise BadImageError(f'{option}: no readable images in {root}.')
         return checked
 
     def random_quality(self):

@@ -1,8 +1,8 @@
 import random
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from carn_da.data.image_pairs import (BadImageError, augment, check_patch_fits, check_root, choose_subset, image_paths,
-                                      make_file_client, random_window, read_image, size_reader, to_tensor)
+from carn_da.data.image_pairs import (BadImageError, augment, check_root, choose_subset, image_paths, make_file_client,
+                                      random_window, read_image, to_tensor)
 from carn_da.data.jpeg import check_quality, estimate_quality, read_quality, recompress, to_gray
 from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
 
@@ -77,7 +77,8 @@ class TwoDomainDataset(JPEGPairedDataset):
         if not target_paths:
             raise ValueError(f'dataroot_target: no images in {self.target_folder}.')
         target_paths = choose_subset(target_paths, opt.get('num_target'), 'num_target', self.target_folder, (seed, 1))
-        self.target_paths = self.check_targets(target_paths)
+        self.target_paths = self.readable_images(target_paths, self.target_folder, self.io_backend_target_opt['type'],
+                                                 'dataroot_target')
         self.qualities = {}
         if self.target_quality == 'file':
             self.qualities = {path: self.read_file_quality(path) for path in self.target_paths}
@@ -106,23 +107,6 @@ class TwoDomainDataset(JPEGPairedDataset):
         if path not in self.qualities:  # pixels: estimated once per image (and worker)
             self.qualities[path] = estimate_quality(to_gray(img))
         return self.qualities[path]
-
-    def check_targets(self, paths):
-        """``paths`` of the target images whose headers can be read (see ``bad_image``), each fitting ``gt_size``."""
-        read_size = size_reader(self.target_folder, self.io_backend_target_opt['type'])
-        checked = []
-        for path in paths:
-            try:
-                size = read_size(path)
-            except BadImageError as error:
-                self.bad_image(error)
-                continue
-            if size is not None and self.opt['phase'] == 'train':
-                check_patch_fits(size, self.gt_size, path)
-            checked.append(path)
-        if not checked:
-            raise BadImageError(f'dataroot_target: no readable images in {self.target_folder}.')
-        return checked
 
     def read_target(self, index):
         """Path and uint8 image of a target (see the class); with ``skip_bad_images``, unreadable ones are dropped."""
