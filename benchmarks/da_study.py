@@ -37,6 +37,7 @@ import time
 import torch
 from basicsr.archs import build_network
 from basicsr.models import build_model
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from matplotlib.figure import Figure
 from os import path as osp
@@ -52,9 +53,10 @@ PATCH_Q = {'type': 'PatchQualityDiscriminator', 'hidden': 32}
 L1 = {'type': 'L1Loss', 'loss_weight': 1.0}
 CURVE_POINTS = 3  # checkpoints per adaptation, scored for the PSNR-against-iterations plot
 # name: options of one variant. q: network_q (num_feat added), domain: train.domain_opt of DomainAdversarialLoss,
-# q_lr: optim_q's lr (default --adapt-lr), split_at: where F ends (RDN), align: train.align_opt, self: target
-# self-supervision, source_quality / target_quality: TwoDomainDataset's options; batch: source (and target) crops
-# per step (default --batch); lr: optim_g's lr (default --adapt-lr); text: what it is, for the report.
+# q_lr: optim_q's lr (default --adapt-lr), q_steps: train.q_steps, split_at: where F ends (RDN), align:
+# train.align_opt, self: target self-supervision, source_quality / synth_probability / target_quality:
+# TwoDomainDataset's options; batch: source (and target) crops per step (default --batch); lr: optim_g's lr (default
+# --adapt-lr); routed: also score it routed with the source model (QualityRoutedCARN); text: what it is, for the report.
 VARIANTS = {
     'control':
     dict(track='-', text='source-only fine-tuning for the same iterations (CARNModel)'),
@@ -80,6 +82,8 @@ VARIANTS = {
         text="the paper, lambda rising to 1 on Ganin's schedule"),
     'paper_qlr1e-3':
     dict(q=PAPER_Q, domain={'loss_weight': 0.1}, q_lr=1e-3, text='the paper, Q learning rate 1e-3'),
+    'paper_qsteps5':
+    dict(q=PAPER_Q, domain={'loss_weight': 0.1}, q_steps=5, text='the paper, 5 Q steps per step of F and D'),
     'paper_block2':
     dict(
         q=dict(PAPER_Q, pooling='avgstd'),
@@ -131,8 +135,37 @@ VARIANTS = {
         target_quality='pixels',
         batch=4,
         lr=5e-4,
-        text='synth_self_b4 at the learning rate of the source training, 5e-4 (recommended, pixels track)'),
-    'recommended_files':
+        text='synth_self_b4 at the learning rate of the source training, 5e-4'),
+    'synth_self_b4_lr5e-4_p0.25':
+    dict(
+        source_quality='both',
+        synth_probability=0.25,
+        self=True,
+        target_quality='pixels',
+        batch=4,
+        lr=5e-4,
+        text='synth_self_b4_lr5e-4 with a quarter of the source pairs re-compressed (more kept at the source QF)'),
+    'expert':
+    dict(
+        source_quality='target',
+        self=True,
+        target_quality='pixels',
+        batch=4,
+        lr=5e-4,
+        routed=True,
+        text='a target expert: every source pair re-compressed at the target QF, plus self-supervision, 4 + 4 crops, '
+        'lr 5e-4'),
+    'expert_files':
+    dict(
+        source_quality='target',
+        self=True,
+        target_quality='file',
+        batch=4,
+        lr=5e-4,
+        track='files',
+        routed=True,
+        text='expert with the QF read from the files'),
+    'synth_self_b4_lr5e-4_files':
     dict(
         source_quality='both',
         self=True,
@@ -140,7 +173,7 @@ VARIANTS = {
         batch=4,
         lr=5e-4,
         track='files',
-        text='synth_self_b4_lr5e-4 with the QF read from the files (recommended, files track)'),
+        text='synth_self_b4_lr5e-4 with the QF read from the files'),
 }
 PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 
@@ -205,9 +238,11 @@ def variant_options(variant, name, data_root, source, target, args):
         opt['model_type'] = 'CARNDAModel'  # else CARNModel on TwoDomainDataset's source pairs (synth alone)
     train_set = opt['datasets']['train']
     train_set.update(type='TwoDomainDataset', dataroot_target=osp.join(data_root, 'Train400', f'qf{target}'))
-    for key in ('target_quality', 'source_quality'):
+    for key in ('target_quality', 'source_quality', 'synth_probability'):
         if key in spec:
             train_set[key] = spec[key]
+    if spec.get('source_quality') == 'target':
+        del train_set['dataroot_lq']
     train_set['batch_size_per_gpu'] = spec.get('batch', args.batch)
     if spec.get('self'):
         train_set['target_self_supervision'] = True
@@ -218,6 +253,7 @@ def variant_options(variant, name, data_root, source, target, args):
         opt['network_q'] = dict(spec['q'], num_feat=CPU_BACKBONES[args.backbone][1])
         opt['train']['optim_q'] = {'type': 'Adam', 'lr': spec.get('q_lr', args.adapt_lr), 'betas': [0.9, 0.999]}
         opt['train']['domain_opt'] = dict(spec['domain'], type='DomainAdversarialLoss')
+        opt['train']['q_steps'] = spec.get('q_steps', 1)
     if 'align' in spec:
         opt['train']['align_opt'] = dict(spec['align'])
     return opt
@@ -274,39 +310,70 @@ def step_time_ratio(variant_opt, control_opt, steps=5, rounds=2):
     return seconds[1] / seconds[0]
 
 
-class Scores:
-    """Mean scores of checkpoints on test pairs, cached in ``path`` (JSON) by checkpoint, its mtime, QF and image
-    count, so that a rerun with more variants scores only what is new."""
+class JsonCache:
+    """Values kept in a JSON file by key, so that a rerun computes only what is new; several study processes may
+    share the file (each write merges what the others wrote meanwhile, through an atomic rename)."""
 
-    def __init__(self, path, backbone, pairs):
-        self.path, self.backbone, self.pairs = path, backbone, pairs
-        self.cache = {}
+    def __init__(self, path):
+        self.path = path
+        self.values = {}
         if osp.isfile(path):
             with open(path, encoding='utf-8') as f:
-                self.cache = json.load(f)
+                self.values = json.load(f)
 
-    def save(self):
-        """Write the cache, merged with entries another study process wrote meanwhile, through an atomic rename."""
-        if osp.isfile(self.path):
-            with open(self.path, encoding='utf-8') as f:
-                self.cache = {**json.load(f), **self.cache}
-        with open(f'{self.path}.{os.getpid()}', 'w', encoding='utf-8') as f:
-            json.dump(self.cache, f, indent=1)
-        os.replace(f'{self.path}.{os.getpid()}', self.path)
+    def get(self, key, compute):
+        if key not in self.values:
+            value = compute()
+            if osp.isfile(self.path):
+                with open(self.path, encoding='utf-8') as f:
+                    self.values = {**json.load(f), **self.values}
+            self.values[key] = value
+            with open(f'{self.path}.{os.getpid()}', 'w', encoding='utf-8') as f:
+                json.dump(self.values, f, indent=1)
+            os.replace(f'{self.path}.{os.getpid()}', self.path)
+        return self.values[key]
 
-    def __call__(self, checkpoint, qf, datasets=TEST_SETS):
-        """{'<dataset>_<metric>': mean} of ``checkpoint`` (None: the JPEG input) at ``qf`` on ``datasets``."""
+
+class Scores:
+    """Mean scores of checkpoints on test pairs, cached by checkpoint, its mtime, QF and image count."""
+
+    def __init__(self, cache, backbone, pairs):
+        self.cache, self.backbone, self.pairs = cache, backbone, pairs
+
+    def __call__(self, checkpoint, qf, datasets=TEST_SETS, network=None):
+        """{'<dataset>_<metric>': mean} of ``checkpoint`` (None: the JPEG input) at ``qf`` on ``datasets``;
+        ``network``: its network_g options (default: the study's backbone)."""
         scores = {}
         for dataset in datasets:
             pairs = self.pairs(dataset, qf)
             stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
-            key = f'{stamp}|{dataset}|qf{qf}|{len(pairs)}'
-            if key not in self.cache:
-                net = None if checkpoint is None else load_generator(cpu_network(self.backbone), checkpoint)
-                self.cache[key] = mean_scores(evaluate_pairs(pairs, net))
-                self.save()
-            scores.update({f'{dataset}_{metric}': value for metric, value in self.cache[key].items()})
+
+            def compute():
+                net = None if checkpoint is None else load_generator(network or cpu_network(self.backbone), checkpoint)
+                return mean_scores(evaluate_pairs(pairs, net))
+
+            values = self.cache.get(f'{stamp}|{dataset}|qf{qf}|{len(pairs)}', compute)
+            scores.update({f'{dataset}_{metric}': value for metric, value in values.items()})
         return scores
+
+
+def routed_model(path, experts, backbone):
+    """Write (unless up to date) the QualityRoutedCARN checkpoint ``path`` of ``experts``, (quality, checkpoint)
+    pairs of the study's backbone; return its network_g options."""
+    network = {
+        'type': 'QualityRoutedCARN',
+        'experts': [{
+            'network': cpu_network(backbone),
+            'qualities': [quality]
+        } for quality, _ in experts]
+    }
+    if not osp.isfile(path) or any(os.stat(c).st_mtime_ns > os.stat(path).st_mtime_ns for _, c in experts):
+        state = {}
+        for k, (_, checkpoint) in enumerate(experts):
+            params = torch.load(checkpoint, map_location='cpu', weights_only=True)['params']
+            state.update({f'experts.{k}.{name}': value for name, value in params.items()})
+        torch.save({'params': state}, path)
+    return network
 
 
 def gap_plot(path, direction, rows):
@@ -360,6 +427,7 @@ def main():
     parser.add_argument('--patch', type=int, default=48)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--test-limit', type=int, default=None, help='Only the first N images of each test set.')
+    parser.add_argument('--jobs', type=int, default=1, help='Trainings run at a time (one process each).')
     args = parser.parse_args()
     args.prefix = args.prefix or f'da_study_{args.backbone}'
     args.out = args.out or osp.join(ROOT, 'results', args.prefix)
@@ -368,20 +436,32 @@ def main():
 
     prepare_data(args.shared, args.data_root)
     wall = {}
-    for qf in sorted({qf for d in args.directions for qf in DIRECTIONS[d]}):
-        opt = base_options(f'{args.prefix}_sq_qf{qf}', args.data_root, qf, args.source_iters, args.lr, args.seed,
-                           args.batch, args.patch, args.backbone)
-        wall[opt['name']] = train_unless_done(opt, args.out)
 
-    for peer in args.peers:
-        wall[f'{args.prefix}_{peer}'] = train_unless_done(
-            peer_options(peer, f'{args.prefix}_{peer}', args.data_root, args), args.out)
+    def train_all(options):  # --jobs trainings at a time, each in its own process
+        with ThreadPoolExecutor(args.jobs) as pool:
+            wall.update(
+                zip((opt['name'] for opt in options), pool.map(lambda o: train_unless_done(o, args.out), options)))
+
+    # first the source models (the variants start from them) and the peers, then the variants
+    qualities = sorted({qf for direction in args.directions for qf in DIRECTIONS[direction]})
+    train_all([
+        base_options(f'{args.prefix}_sq_qf{qf}', args.data_root, qf, args.source_iters, args.lr, args.seed, args.batch,
+                     args.patch, args.backbone) for qf in qualities
+    ] + [peer_options(peer, f'{args.prefix}_{peer}', args.data_root, args) for peer in args.peers])
+    variant_opts = {
+        (direction, variant):
+        variant_options(variant, f'{args.prefix}_{direction}_{variant}', args.data_root, *DIRECTIONS[direction], args)
+        for direction in args.directions
+        for variant in args.variants
+    }
+    train_all(list(variant_opts.values()))
 
     def test_pairs(dataset, qf):
         folder = osp.join(args.data_root, dataset)
         return load_pairs(osp.join(folder, f'qf{qf}'), osp.join(folder, 'gt'))[:args.test_limit]
 
-    scores = Scores(osp.join(args.out, 'scores_cache.json'), args.backbone, test_pairs)
+    cache = JsonCache(osp.join(args.out, 'scores_cache.json'))
+    scores = Scores(cache, args.backbone, test_pairs)
     report = {
         'command': ' '.join(sys.argv),
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
@@ -406,21 +486,31 @@ def main():
         source, target = DIRECTIONS[direction]
         models = {dq_label: f'{args.prefix}_sq_qf{source}', sq_label: f'{args.prefix}_sq_qf{target}'}
         models.update({f'{peer} (peer)': f'{args.prefix}_{peer}' for peer in args.peers})
-        details, control_opt = {}, None
+        details = {}
+        control_opt = variant_options('control', 'control', args.data_root, source, target, args)
         for variant in args.variants:
-            name = f'{args.prefix}_{direction}_{variant}'
-            opt = variant_options(variant, name, args.data_root, source, target, args)
-            control_opt = control_opt or variant_options('control', name, args.data_root, source, target, args)
-            wall[name] = train_unless_done(opt, args.out)
+            opt = variant_opts[direction, variant]
             label = f'{variant} ({VARIANTS[variant].get("track", "pixels")})'
-            models[label] = name
-            details[label] = {'acc_q': mean_logged(name, 'acc_q'), 'step_ratio': step_time_ratio(opt, control_opt)}
+            models[label] = opt['name']
+            ratio = cache.get(f'step_ratio|{json.dumps([opt, control_opt], sort_keys=True)}',
+                              lambda: step_time_ratio(opt, control_opt))
+            details[label] = {'acc_q': mean_logged(opt['name'], 'acc_q'), 'step_ratio': ratio}
 
         rows = [('JPEG', scores(None, target))]
         for label, name in models.items():
             checkpoint = latest_generator(name)
             source_psnr = scores(checkpoint, source, ('BSD68', ))['BSD68_psnr']
             rows.append((label, {**scores(checkpoint, target), 'source_psnr': source_psnr}))
+        for variant in args.variants:  # the routed pair: source model for the source QF, the variant for the target
+            if VARIANTS[variant].get('routed'):
+                checkpoint = osp.join(args.out, f'{direction}_{variant}_routed.pth')
+                network = routed_model(checkpoint,
+                                       [(source, latest_generator(models[dq_label])),
+                                        (target, latest_generator(variant_opts[direction, variant]['name']))],
+                                       args.backbone)
+                source_psnr = scores(checkpoint, source, ('BSD68', ), network)['BSD68_psnr']
+                label = f'{variant} + routing ({VARIANTS[variant].get("track", "pixels")})'
+                rows.append((label, {**scores(checkpoint, target, network=network), 'source_psnr': source_psnr}))
         values_of = dict(rows)
         dq, sq = values_of[dq_label], values_of[sq_label]
         for label, values in rows[1:]:

@@ -3,16 +3,16 @@
     carn-da adapt --model experiments/RDN_SQ_QF10/models/net_g_latest.pth --opt options/train_rdn_sq_qf10.yml \\
         --source-gt datasets/Train400/gt --source-lq datasets/Train400/qf10 --target my_jpegs/ --name my_jpegs
 
-(also ``python -m carn_da.adapt``). The source model keeps training on its labelled pairs (``--source-gt``,
+(also ``python -m carn_da.adapt``). The source model keeps training on its labelled data (``--source-gt``,
 ``--source-lq``: ground truths and JPEGs of the quality it was trained on, folders or BasicSR LMDBs) while it learns
 your JPEGs (``--target``, a folder searched recursively, no ground truth), by one of two recipes (``--recipe``;
 CARNDAModel, run by BasicSR's training pipeline in a subprocess):
 
 - ``recommended`` (the default; the winner of benchmarks/da_study.py, see docs/RESULTS.md): each target's JPEG
   quality is read from its quantisation table (``--target-quality file``) or estimated from its pixels
-  (``pixels``); half the source pairs are re-compressed from their ground truth at the quality of a random target
-  image, and every target crop, recompressed at its own quality on a shifted 8x8 grid, is restored back to itself
-  (self-supervision);
+  (``pixels``); every source ground truth is compressed at the quality of a random target image, and every target
+  crop, recompressed at its own quality on a shifted 8x8 grid, is restored back to itself (self-supervision). The
+  result is a model for your JPEGs' qualities;
 - ``paper`` (Ham, Yoo, Kang, SPIE 11842, 2021): a quality discriminator learns to tell the model's features of the
   source JPEGs from its features of yours, and the feature extractor learns, through gradient reversal, to make
   them alike (``--lambda``).
@@ -20,7 +20,10 @@ CARNDAModel, run by BasicSR's training pipeline in a subprocess):
 Writes ``--out`` (default ``results/<name>``): ``<name>.yml``, the options of the run (resume or extend it with
 ``python carn_da/train.py -opt <name>.yml --auto_resume``, or ``carn-da adapt ... --resume``), ``report.md`` (also
 printed) and ``report.json``. The adapted model is ``experiments/<name>/models/net_g_latest.pth``; restore with it
-by ``carn-da restore --model <it> --opt <name>.yml`` (or the source model's option file).
+by ``carn-da restore --model <it> --opt <name>.yml`` (or the source model's option file). ``routed.yml`` and
+``net_g_routed.pth`` join it with the source model (``QualityRoutedCARN``, as ``carn-da route`` does): each image
+goes to the source model if its quality, estimated from its pixels, is nearest the source JPEGs' (read from
+``--source-lq``'s files), else to the adapted one, so that nothing is lost at the source quality.
 
 The report gives the JPEG quality histograms of both image sets (read from their quantisation tables) and, on the
 target images, indicators that need no ground truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the
@@ -46,12 +49,13 @@ from tqdm import tqdm
 
 from carn_da.archs.splittable import require_splittable
 from carn_da.data.image_pairs import header_size, image_paths, images_by_stem
-from carn_da.data.jpeg import quality_histogram, to_gray
+from carn_da.data.jpeg import estimate_quality, quality_histogram, read_quality, to_gray
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.evaluate import UserError, choose_device
 from carn_da.evaluation import METRICS, image_scores, markdown_table, mean_scores
 from carn_da.metrics.psnrb_metric import blocking_effect_factor
 from carn_da.restore import BadInput, Restorer, decode, load_checkpoint, load_model, network_options, read_input
+from carn_da.route import routed_model
 from carn_da.runs import ROOT, experiment_dir, latest_generator, load_options, train, write_options
 
 # 1000 steps of batch 8 and patch 48: minutes on a GPU; on 2 idle CPU cores 5-7 min for the CPU-sized RDNs of
@@ -92,8 +96,9 @@ def adapt_options(args, channels, q_feat, device):
     a QualityDiscriminator on the ``q_feat`` channels of F's features with the paper's lambda."""
     opt = base_adapt_options(args, channels, device)
     if args.recipe == 'recommended':
-        opt['datasets']['train'].update(
-            source_quality='both', target_self_supervision=True, target_quality=args.target_quality)
+        train_set = opt['datasets']['train']
+        del train_set['dataroot_lq']  # every source pair is compressed at a target image's quality
+        train_set.update(source_quality='target', target_self_supervision=True, target_quality=args.target_quality)
         opt['train']['target_opt'] = dict(L1)
     else:
         opt['network_q'] = {'type': 'QualityDiscriminator', 'num_feat': q_feat, 'hidden': 128, 'pooling': 'avgstd'}
@@ -261,13 +266,20 @@ def shown(path):
     return osp.abspath(path) if rel.startswith(os.pardir) else rel
 
 
-def report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt):
+def report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt, routed):
     """The Markdown report of an adaptation."""
     checkpoint, opt_path = shown(latest_generator(args.name)), shown(opt_path)
+    if 'missing' in routed:
+        routing = f'No routed model: {routed["missing"]}; join the models with `carn-da route`.  '
+    else:
+        (source_qfs, target_qfs) = (', '.join(map(str, qfs)) for qfs in routed['experts'])
+        routing = (f'Routed model (the source model for QF {source_qfs}, the adapted one for QF {target_qfs}, chosen '
+                   'per image from its pixels; it forgets nothing at the source quality): `carn-da restore INPUT -o '
+                   f'OUTDIR --model {shown(routed["checkpoint"])} --opt {shown(routed["options"])}`  ')
     lines = [
         f'## carn-da adapt: {args.name}\n', f'Command: `{command}`  ',
         f'Adapted model: `{checkpoint}`, options of the run: `{opt_path}`  ',
-        f'Restore: `carn-da restore INPUT -o OUTDIR --model {checkpoint} --opt {opt_path}`  ',
+        f'Restore: `carn-da restore INPUT -o OUTDIR --model {checkpoint} --opt {opt_path}`  ', routing,
         f'Resume or extend: `python -m carn_da.train -opt {opt_path} --auto_resume --force_yml train:total_iter=N`\n',
         '| images | folder | count | JPEG quality (QF) |', '|---|---|---:|---|'
     ]
@@ -320,8 +332,8 @@ def parse_args(argv=None):
         '--recipe',
         choices=['recommended', 'paper'],
         default='recommended',
-        help='recommended (QF-matched synthesis + target self-supervision) or paper (adversarial feature '
-        'alignment). Default: recommended.')
+        help='recommended (the source ground truths compressed at your qualities + target self-supervision) or '
+        'paper (adversarial feature alignment). Default: recommended.')
     parser.add_argument(
         '--target-quality',
         choices=['file', 'pixels'],
@@ -374,10 +386,30 @@ def quality_histograms(args, targets):
     return histograms
 
 
-def write_report(args, command, opt_path, histograms, results, num_measured, num_gt):
+def write_routed_model(args, histograms, targets):
+    """Write ``--out``/``routed.yml`` and ``net_g_routed.pth``: the source model for the source JPEGs' qualities
+    and the adapted one for the targets' (QualityRoutedCARN, as ``carn-da route`` does). Returns {'options',
+    'checkpoint', 'experts': [[qualities], ...]}, or {'missing': why} when the source quality is unknown."""
+    source_qfs = sorted(q for q in histograms.get('source', (None, {}))[1] if q is not None)
+    if not source_qfs:
+        return {'missing': 'the quality of the source JPEGs is unknown (an LMDB, or not JPEG files)'}
+    target_qfs = {q for q in histograms['target'][1] if q is not None}
+    target_qfs |= {
+        estimate_quality(to_gray(decode(read_input(path))[0]))
+        for path in targets.values() if read_quality(path) is None
+    }
+    network, state = routed_model([(source_qfs, args.opt, args.model),
+                                   (sorted(target_qfs), args.opt, latest_generator(args.name))])
+    routed = {'options': osp.join(args.out, 'routed.yml'), 'checkpoint': osp.join(args.out, 'net_g_routed.pth')}
+    torch.save({'params': state}, routed['checkpoint'])
+    write_options({'network_g': network}, routed['options'])
+    return dict(routed, experts=[expert['qualities'] for expert in network['experts']])
+
+
+def write_report(args, command, opt_path, histograms, results, num_measured, num_gt, routed):
     """Print the report and write it as ``report.md`` and ``report.json`` under ``--out``."""
     accuracy = accuracy_summary(logged_accuracy(args.name))
-    text = report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt)
+    text = report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt, routed)
     print(text)
     with open(osp.join(args.out, 'report.md'), 'w', encoding='utf-8') as f:
         f.write(text)
@@ -390,7 +422,8 @@ def write_report(args, command, opt_path, histograms, results, num_measured, num
         results=results,
         discriminator_accuracy=accuracy,
         measured_images=num_measured,
-        target_gt_images=num_gt)
+        target_gt_images=num_gt,
+        routed=routed)
     with open(osp.join(args.out, 'report.json'), 'w', encoding='utf-8') as f:
         json.dump(summary, f, indent=1)
 
@@ -426,7 +459,8 @@ def run(args, command):
         return 1
     adapted, _ = load_model(latest_generator(args.name), args.opt, device)
     results[AFTER] = measure(AFTER, Restorer(adapted, channels, device, tile=args.tile), targets, stems, gts, channels)
-    write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)))
+    routed = write_routed_model(args, histograms, targets)
+    write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)), routed)
     return 0
 
 

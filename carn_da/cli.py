@@ -1,4 +1,4 @@
-"""The ``carn-da`` command: ``carn-da restore ...`` and ``carn-da adapt ...`` (``carn-da COMMAND --help``)."""
+"""The ``carn-da`` command: ``carn-da restore|adapt|route ...`` (``carn-da COMMAND --help``)."""
 import argparse
 import importlib
 import sys
@@ -6,6 +6,7 @@ import sys
 COMMANDS = {
     'restore': ('carn_da.restore', 'restore JPEG images with a trained CARN'),
     'adapt': ('carn_da.adapt', 'adapt a trained CARN to your JPEGs without their ground truth'),
+    'route': ('carn_da.route', 'join models for different JPEG qualities into one that routes each image'),
 }
 
 

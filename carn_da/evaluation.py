@@ -52,6 +52,8 @@ def infer(net, lq, device=None, tile=None, tile_overlap=16):
     moved to ``device`` and restored alone, and every output pixel is taken from the tile in which it lies farthest
     from a tile edge (no averaging). The result equals whole-image inference (up to float rounding) when the
     network's receptive field radius is at most ``tile_overlap // 2``, and the network's memory is that of one tile.
+    A network with a ``select`` method (``QualityRoutedCARN``) is asked once, on the whole image, which expert
+    restores the tiles.
 
     Returns:
         Tensor: (1, C_out, H, W); on ``device`` (whole image) or on ``lq``'s device (tiles).
@@ -60,6 +62,8 @@ def infer(net, lq, device=None, tile=None, tile_overlap=16):
     with torch.no_grad():
         if tile is None:
             return net(lq.to(device))
+        if hasattr(net, 'select'):  # a router (QualityRoutedCARN) chooses its expert on the whole image
+            net = net.select(lq.to(device))
         height, width = lq.shape[-2:]
         output = None
         for top, bottom, keep_top, keep_bottom in tile_spans(height, tile, tile_overlap):

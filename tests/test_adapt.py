@@ -1,5 +1,6 @@
 import carn_da.compat  # noqa: F401
 
+import cv2
 import json
 import os
 import pytest
@@ -13,6 +14,7 @@ from carn_da import adapt, cli
 from carn_da.archs.rdn_arch import RDN
 from carn_da.data.jpeg import quality_histogram
 from carn_da.data.two_domain_dataset import TwoDomainDataset
+from carn_da.restore import load_model
 from carn_da.runs import latest_generator
 
 TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 4}
@@ -89,7 +91,8 @@ def test_adapt_end_to_end_then_restore_with_the_adapted_model(data, experiment_n
     train_set = opt['datasets']['train']
     assert train_set['type'] == 'TwoDomainDataset' and train_set['dataroot_target'] == data['pile']
     assert (train_set['source_quality'], train_set['target_self_supervision'],
-            train_set['target_quality']) == ('both', True, 'file')
+            train_set['target_quality']) == ('target', True, 'file')
+    assert 'dataroot_lq' not in train_set  # every source pair is compressed at a target's quality
     assert data['pile_gt'] not in opt_path.read_text()  # the ground truths never reach the training
 
     report = (out / 'report.md').read_text()
@@ -106,6 +109,20 @@ def test_adapt_end_to_end_then_restore_with_the_adapted_model(data, experiment_n
         assert set(summary['results'][label]) == {'bef', 'psnr', 'psnrb', 'ssim'}
     assert summary['results'][adapt.BEFORE] != summary['results'][adapt.AFTER]
     assert summary['discriminator_accuracy'] == {}
+    # the routed model: the source model for the source quality, the adapted one for the pile's
+    routed = summary['routed']
+    assert routed['experts'] == [[10], list(PILE_QFS)] and adapt.shown(routed['checkpoint']) in report
+    assert 'the source model for QF 10, the adapted one for QF 30, 50, 70, 90' in report
+    router, _ = load_model(routed['checkpoint'], routed['options'])
+    experts = {
+        name: load_model(path, data['opt'])[0]
+        for name, path in (('source', data['model']), ('adapted', checkpoint))
+    }
+    for name, path in (('source', osp.join(data['source'], 'qf10',
+                                           'img000.jpg')), ('adapted', osp.join(data['pile'], 'img000.jpg'))):
+        x = torch.from_numpy(cv2.imread(path, cv2.IMREAD_GRAYSCALE)).float().div(255)[None, None]
+        with torch.no_grad():
+            assert torch.allclose(router(x), experts[name](x), atol=1e-6), name
 
     source = torch.load(data['model'], weights_only=True)['params']
     adapted = torch.load(checkpoint, weights_only=True)['params']

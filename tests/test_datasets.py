@@ -415,3 +415,11 @@ def test_source_synthesized_at_the_target_quality_reads_no_target_ground_truth(t
     seen = [as_uint8(both[0]['lq']) for _ in range(12)]
     assert {0, 1} == {int(np.array_equal(lq, stored)) for lq in seen}  # the stored JPEG and ...
     assert all(np.array_equal(lq, stored) or np.array_equal(lq, jpeg_compress(gts['a'], 50)) for lq in seen)
+    both_opt = two_domain_opt(tmp_path / 'source', target, 'val', source_quality='both', target_quality='file')
+    for probability, expected in ((0.0, stored), (1.0, jpeg_compress(gts['a'], 50))):
+        always = TwoDomainDataset(dict(both_opt, synth_probability=probability))
+        assert all(np.array_equal(as_uint8(always[0]['lq']), expected) for _ in range(6))
+    with pytest.raises(ValueError, match='synth_probability needs source_quality: both'):
+        TwoDomainDataset(dict(opt, synth_probability=0.5))
+    with pytest.raises(ValueError, match='in \\[0, 1\\], got 1.5'):
+        TwoDomainDataset(dict(both_opt, synth_probability=1.5))

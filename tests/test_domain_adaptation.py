@@ -123,6 +123,25 @@ def test_da_step_updates_feature_extractor_denoiser_and_discriminator():
     assert len(model.optimizers) == len(model.schedulers) == 2
 
 
+def test_extra_discriminator_steps_train_q_alone():
+    opt = model_options()
+    one = CARNDAModel(copy.deepcopy(opt))
+    opt['train']['q_steps'] = 3
+    three = CARNDAModel(copy.deepcopy(opt))
+    three.net_g.load_state_dict(one.net_g.state_dict())
+    three.net_q.load_state_dict(one.net_q.state_dict())
+    for model in (one, three):
+        model.feed_data(batch())
+        model.optimize_parameters(current_iter=1)
+    assert all(torch.equal(v, three.net_g.state_dict()[k]) for k, v in one.net_g.state_dict().items())  # F, D: once
+    q_state = three.optimizer_q.state[next(three.net_q.parameters())]
+    assert int(q_state['step']) == 3 and int(one.optimizer_q.state[next(one.net_q.parameters())]['step']) == 1
+    assert not torch.equal(one.net_q.classifier[0].weight, three.net_q.classifier[0].weight)
+    opt['train']['q_steps'] = 0
+    with pytest.raises(ValueError, match='q_steps must be an integer >= 1, got 0'):
+        CARNDAModel(opt)
+
+
 def test_target_batch_never_reaches_the_denoiser():
     model = CARNDAModel(model_options(pixel_weight=0.0))
     net = model.net_g

@@ -51,4 +51,5 @@ def test_recommended_option_files_build_the_self_supervised_model(direction):
     model = build_model(opt)
     assert model.net_q is None and model.cri_domain is None and model.cri_target is not None
     train_set = opt['datasets']['train']
-    assert (train_set['source_quality'], train_set['target_self_supervision']) == ('both', True)
+    assert (train_set['source_quality'], train_set['target_self_supervision']) == ('target', True)
+    assert 'dataroot_lq' not in train_set  # the source ground truths are compressed at the target's quality

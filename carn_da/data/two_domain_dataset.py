@@ -45,8 +45,11 @@ class TwoDomainDataset(JPEGPairedDataset):
                 only by the two options below).
             target_self_supervision (bool): Add ``lq_target_self``, the recompressed target. Default: False.
             source_quality (str): ``target`` for QF-matched synthesis (then no ``dataroot_lq``), ``both`` for the
-                source JPEG of ``dataroot_lq`` or, with probability 0.5, one synthesized at the target's quality (so
-                that the source quality is not forgotten). Default: None (the source JPEGs of ``dataroot_lq``).
+                source JPEG of ``dataroot_lq`` or, with probability ``synth_probability``, one synthesized at the
+                target's quality (so that the source quality is not forgotten). Default: None (the source JPEGs of
+                ``dataroot_lq``).
+            synth_probability (float): With ``source_quality: both``, the chance that a source item is synthesized
+                at the target's quality. Default: 0.5.
 
     Items: {'lq', 'gt', 'lq_path', 'gt_path'} of the source pair, 'lq_target': (C, H, W) float32 tensor in [0, 1],
     'target_path': its file path or LMDB key, 'target_quality' (int, -1 if not needed), and with
@@ -61,6 +64,10 @@ class TwoDomainDataset(JPEGPairedDataset):
         if self.source_quality == 'target' and (opt.get('dataroot_lq') or opt.get('dataroot_lqs')):
             raise ValueError('source_quality: target compresses the source ground truth on the fly: remove '
                              "dataroot_lq / dataroot_lqs (or use 'both').")
+        self.synth_probability = opt.get('synth_probability', 0.5)
+        if not 0 <= self.synth_probability <= 1 or (self.source_quality != 'both' and 'synth_probability' in opt):
+            raise ValueError('synth_probability needs source_quality: both and a value in [0, 1], got '
+                             f'{self.synth_probability!r} with source_quality {self.source_quality!r}.')
         self.target_quality = opt.get('target_quality')
         if self.target_quality not in TARGET_QUALITY_SOURCES:
             if self.target_quality is not None:
@@ -133,7 +140,8 @@ class TwoDomainDataset(JPEGPairedDataset):
             self.target_client = make_file_client(self.io_backend_target_opt, [self.target_folder], ['target'])
         target_path, img = self.read_target(index)
         quality = self.quality_of(target_path, img)
-        synthesize = self.source_quality == 'target' or self.source_quality == 'both' and random.random() < 0.5
+        mixed = self.source_quality == 'both'
+        synthesize = self.source_quality == 'target' or mixed and random.random() < self.synth_probability
         item = self.pair_item(index, quality if synthesize else None)
         top = left = 0
         if self.opt['phase'] == 'train':

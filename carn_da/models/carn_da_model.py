@@ -19,7 +19,8 @@ class CARNDAModel(CARNModel):
 
     - ``train.domain_opt`` (the paper, e.g. ``DomainAdversarialLoss``): Q (``network_q``) and, through gradient
       reversal, F are trained by the domain loss (eq. 3): the min over F, D and max over Q of
-      ``L1_source - lambda * L_Q``; ``optim_q`` steps Q;
+      ``L1_source - lambda * L_Q``; ``optim_q`` steps Q, ``train.q_steps`` times per step of F and D (default 1; the
+      extra steps train Q alone on the step's features, detached);
     - ``train.align_opt`` (``MMDLoss``, ``CORALLoss``): a statistical distance between F's source and target
       features, minimised by F;
     - ``train.target_opt`` (a pixel loss such as ``L1Loss``): target self-supervision; ``lq_target_self`` (the
@@ -35,9 +36,9 @@ class CARNDAModel(CARNModel):
 
     Options: ``network_g``, ``network_q`` (with ``domain_opt``); ``path.pretrain_network_g`` (the source-trained
     model, as in the paper), ``path.pretrain_network_q``; ``train.pixel_opt``, ``train.intermediate_opt`` (MemNet),
-    ``train.domain_opt``, ``train.align_opt``, ``train.target_opt`` (at least one of these three), ``train.optim_g``,
-    ``train.optim_q``, ``train.scheduler``. Batches carry ``lq``, ``gt`` (source), ``lq_target`` (target) and, for
-    self-supervision, ``lq_target_self``, e.g. from ``TwoDomainDataset``.
+    ``train.domain_opt``, ``train.align_opt``, ``train.target_opt`` (at least one of these three), ``train.q_steps``,
+    ``train.optim_g``, ``train.optim_q``, ``train.scheduler``. Batches carry ``lq``, ``gt`` (source), ``lq_target``
+    (target) and, for self-supervision, ``lq_target_self``, e.g. from ``TwoDomainDataset``.
     """
 
     def init_training_settings(self):
@@ -50,6 +51,9 @@ class CARNDAModel(CARNModel):
         self.cri_domain, self.cri_align, self.cri_target = (None if opt is None else build_loss(opt).to(self.device)
                                                             for opt in losses.values())
         self.net_q = None
+        self.q_steps = train_opt.get('q_steps', 1)
+        if not isinstance(self.q_steps, int) or self.q_steps < 1:
+            raise ValueError(f'train.q_steps must be an integer >= 1, got {self.q_steps!r}.')
         if self.cri_domain is not None:
             if self.opt.get('network_q') is None:
                 raise ValueError('CARNDAModel: train.domain_opt needs network_q (the quality discriminator).')
@@ -102,6 +106,11 @@ class CARNDAModel(CARNModel):
         sum(loss_dict.values()).backward()
         for optimizer in optimizers:
             optimizer.step()
+        if self.cri_domain is not None:
+            for _ in range(self.q_steps - 1):
+                self.optimizer_q.zero_grad()
+                self.cri_domain(self.net_q, feat_source.detach(), feat_target.detach(), progress).backward()
+                self.optimizer_q.step()
 
         if self.cri_domain is not None:
             loss_dict['acc_q'] = torch.tensor(self.cri_domain.accuracy, device=self.device)

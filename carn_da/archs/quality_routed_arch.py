@@ -1,0 +1,64 @@
+import cv2
+import torch
+from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from carn_da.data.jpeg import check_quality, estimate_quality
+
+
+@ARCH_REGISTRY.register()
+class QualityRoutedCARN(nn.Module):
+    """CARNs for different JPEG qualities behind one network: each image goes to the expert made for the quality
+    its pixels were last compressed at (``estimate_quality``), as one model per QF was used before blind models.
+
+    An adapted model is a model for its target; routing keeps the source model for the source quality, so
+    adaptation forgets nothing there (docs/RESULTS.md), at the price of the experts' parameters and a QF estimate
+    (about 15 ms per 481x321 image on one CPU core).
+
+    Args:
+        experts (list[dict]): ``{'network': network_g options, 'qualities': [QF, ...]}`` each: an image goes to
+            the expert with a quality nearest to its estimated QF (the first such expert on ties).
+
+    The state dict is the experts' (``experts.<k>.<name>``); ``scripts/route_experts.py`` writes one from the
+    experts' checkpoints. ``select(x)`` is the expert of one image; tiled inference routes on the whole image with it,
+    since the estimate needs the image's own 8x8 grid.
+    """
+
+    def __init__(self, experts):
+        super().__init__()
+        if not experts or not all(isinstance(e, dict) and {'network', 'qualities'} <= e.keys() for e in experts):
+            raise ValueError("QualityRoutedCARN: experts must be a non-empty list of {'network': ..., 'qualities': "
+                             f'[...]}} dicts, got {experts!r}.')
+        self.qualities = [list(expert['qualities']) for expert in experts]
+        if not all(self.qualities):
+            raise ValueError('QualityRoutedCARN: every expert needs at least one quality.')
+        for quality in sum(self.qualities, []):
+            check_quality(quality)
+        self.experts = nn.ModuleList(build_network(dict(expert['network'])) for expert in experts)
+
+    def estimate(self, x):
+        """Estimated JPEG quality of each image of ``x`` ((B, C, H, W) in [0, 1], RGB if C is 3), from its luma."""
+        qualities = []
+        for img in x.detach().clamp(0, 1).mul(255).round().to('cpu', torch.uint8).permute(0, 2, 3, 1).numpy():
+            qualities.append(estimate_quality(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.shape[2] == 3 else img))
+        return qualities
+
+    def route(self, quality):
+        """Index of the expert for an image of JPEG ``quality``."""
+        return min(range(len(self.experts)), key=lambda k: min(abs(quality - q) for q in self.qualities[k]))
+
+    def select(self, x):
+        """The expert for the single image ``x`` (1, C, H, W)."""
+        return self.experts[self.route(self.estimate(x)[0])]
+
+    def forward(self, x):
+        routes = torch.tensor([self.route(q) for q in self.estimate(x)], device=x.device)
+        out = None
+        for k in routes.unique().tolist():
+            chosen = routes == k
+            restored = self.experts[k](x[chosen])
+            if out is None:
+                out = restored.new_empty((x.shape[0], ) + restored.shape[1:])
+            out[chosen] = restored
+        return out
