@@ -12,6 +12,9 @@ Tracks: ``pixels`` variants know the target only as decoded images (its QF, wher
 pixels, ``carn_da.data.jpeg.estimate_quality``); ``files`` variants read it from the JPEG headers. No variant reads a
 target ground truth.
 
+Variants marked ``routed`` get a second row: the variant routed with the source model (``QualityRoutedCARN``: each
+test image goes to the model of the quality nearest the one estimated from its pixels), scored like the others.
+
 Reported per direction, on BSD68 and Set12 at the target QF: PSNR, PSNR-B, SSIM, the gap recovery
 (PSNR_variant - PSNR_DQ) / (PSNR_SQ - PSNR_DQ), BSD68 PSNR on the source QF and its change from the source model
 (forgetting), the discriminator's mean accuracy over training, and the time of one training step relative to a
@@ -19,8 +22,11 @@ source-only step (measured in one process on the same batch). Plots: gap recover
 (``gap_<direction>.png``) and Set12 PSNR at the target QF against adaptation iterations (``curve_<direction>.png``).
 Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/datasets.
 
-    python benchmarks/da_study.py --test-limit 12      # the study of docs/RESULTS.md
-    python benchmarks/da_study.py --source-iters 50 --adapt-iters 20 --test-limit 2   # smoke run
+    python benchmarks/da_study.py --test-limit 12 --jobs 2    # the study of docs/RESULTS.md, two trainings at a time
+    python benchmarks/da_study.py --source-iters 30 --adapt-iters 12 --test-limit 2 --prefix smoke   # smoke run
+
+Trainings, scores and step-time ratios are kept (experiments/, ``<out>/scores_cache.json``): a rerun computes only
+what is new.
 """
 import carn_da.compat  # noqa: F401
 
@@ -84,6 +90,12 @@ VARIANTS = {
     dict(q=PAPER_Q, domain={'loss_weight': 0.1}, q_lr=1e-3, text='the paper, Q learning rate 1e-3'),
     'paper_qsteps5':
     dict(q=PAPER_Q, domain={'loss_weight': 0.1}, q_steps=5, text='the paper, 5 Q steps per step of F and D'),
+    'paper_sfe1':
+    dict(
+        q=dict(PAPER_Q, pooling='avgstd'),
+        domain={'loss_weight': 0.1},
+        split_at='sfe1',
+        text='avg+std Q reading SFENet1 (F one conv layer)'),
     'paper_block2':
     dict(
         q=dict(PAPER_Q, pooling='avgstd'),

@@ -55,6 +55,20 @@ def two_domain_opt(root, target, phase='train', **kwargs):
     return paired_opt(root, phase, type='TwoDomainDataset', dataroot_target=str(target), **kwargs)
 
 
+@pytest.fixture
+def requests(monkeypatch):
+    """The (path, client key) of every file BasicSR's FileClient reads during the test."""
+    seen = []
+    real_get = FileClient.get
+
+    def spy(self, filepath, client_key='default'):
+        seen.append((str(filepath), client_key))
+        return real_get(self, filepath, client_key)
+
+    monkeypatch.setattr(FileClient, 'get', spy)
+    return seen
+
+
 def window_position(img, patch):
     """(top, left) of every place where ``patch`` (H, W) occurs in ``img`` (H, W)."""
     windows = sliding_window_view(img, patch.shape)
@@ -227,20 +241,12 @@ def test_registry_and_build_dataset(tmp_path):
     assert opt['io_backend'] == {'type': 'disk'}  # options are not consumed
 
 
-def test_two_domain_reads_target_jpegs_without_any_ground_truth(tmp_path, monkeypatch):
+def test_two_domain_reads_target_jpegs_without_any_ground_truth(tmp_path, requests):
     source_gt = write_pairs(tmp_path / 'source', ['a', 'b'])
     target = tmp_path / 'elsewhere' / 'qf50'
     write_jpegs(target, ['x.jpg', 'sub/y.jpeg', 'sub/deeper/z.JPG'])
     (target / '.DS_Store').write_bytes(b'not an image')
     (target / 'notes.txt').write_text('not an image')
-    requests = []
-    real_get = FileClient.get
-
-    def spy(self, filepath, client_key='default'):
-        requests.append((str(filepath), client_key))
-        return real_get(self, filepath, client_key)
-
-    monkeypatch.setattr(FileClient, 'get', spy)
     dataset = TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, use_hflip=True))
     assert len(dataset) == 2
     assert dataset.target_paths == [str(target / v) for v in ('sub/deeper/z.JPG', 'sub/y.jpeg', 'x.jpg')]
@@ -381,18 +387,10 @@ def test_target_quality_from_pixels_and_file_checks(tmp_path):
         TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, target_quality=101))
 
 
-def test_source_synthesized_at_the_target_quality_reads_no_target_ground_truth(tmp_path, monkeypatch):
+def test_source_synthesized_at_the_target_quality_reads_no_target_ground_truth(tmp_path, requests):
     gts = write_pairs(tmp_path / 'source', ['a'])
     target = tmp_path / 'target'  # JPEGs only: no ground truth exists for the target
     write_jpegs(target, ['x.jpg'])
-    requests = []
-    real_get = FileClient.get
-
-    def spy(self, filepath, client_key='default'):
-        requests.append((str(filepath), client_key))
-        return real_get(self, filepath, client_key)
-
-    monkeypatch.setattr(FileClient, 'get', spy)
     opt = two_domain_opt(
         tmp_path / 'source',
         target,
