@@ -157,6 +157,15 @@ VARIANTS = {
         batch=4,
         lr=5e-4,
         text='synth_self_b4_lr5e-4 with a quarter of the source pairs re-compressed (more kept at the source QF)'),
+    'synth_self_b4_lr5e-4_files':
+    dict(
+        source_quality='both',
+        self=True,
+        target_quality='file',
+        batch=4,
+        lr=5e-4,
+        track='files',
+        text='synth_self_b4_lr5e-4 with the QF read from the files'),
     'expert':
     dict(
         source_quality='target',
@@ -177,15 +186,6 @@ VARIANTS = {
         track='files',
         routed=True,
         text='expert with the QF read from the files'),
-    'synth_self_b4_lr5e-4_files':
-    dict(
-        source_quality='both',
-        self=True,
-        target_quality='file',
-        batch=4,
-        lr=5e-4,
-        track='files',
-        text='synth_self_b4_lr5e-4 with the QF read from the files'),
 }
 PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 
