@@ -153,3 +153,16 @@ def test_adapt_paper_recipe_options(data, tmp_path):
     _, args = adapt.parse_args(argv[:-4])
     recommended = adapt.adapt_options(args, 1, None, torch.device('cpu'))
     assert (recommended['train']['optim_g']['lr'], recommended['datasets']['train']['batch_size_per_gpu']) == (5e-4, 4)
+
+
+def test_no_routed_model_without_the_source_quality(data, tmp_path):
+    _, args = adapt.parse_args([
+        '--model', data['model'], '--opt', data['opt'], '--source-gt',
+        osp.join(data['source'], 'gt'), '--source-lq',
+        osp.join(data['source'], 'gt'), '--target', data['pile'], '--out',
+        str(tmp_path)
+    ])
+    histograms = {'source': (args.source_lq, {None: 6}), 'target': (args.target, {30: 1})}
+    routed = adapt.write_routed_model(args, histograms, {})
+    assert routed == {'missing': 'the quality of the source JPEGs is unknown (an LMDB, or not JPEG files)'}
+    assert not osp.exists(tmp_path / 'routed.yml')
