@@ -535,9 +535,11 @@ def main():
         for label in details:
             folder = osp.join(experiment_dir(models[label]), 'models')
             iters = sorted(int(m[1]) for f in os.listdir(folder) if (m := re.fullmatch(r'net_g_(\d+)\.pth', f)))
+            # the last checkpoint is net_g_latest, scored for the table already
             curves[label] = [(0, dq['Set12_psnr'])] + [
-                (it, scores(osp.join(folder, f'net_g_{it}.pth'), target, ('Set12', ))['Set12_psnr']) for it in iters
-            ]
+                (it, scores(osp.join(folder, f'net_g_{it}.pth'), target, ('Set12', ))['Set12_psnr'])
+                for it in iters if it < args.adapt_iters
+            ] + [(args.adapt_iters, values_of[label]['Set12_psnr'])]
         columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
                    for m in ('psnr', 'psnrb', 'ssim')]
         columns += [(f'{d}_gap', f'{d} gap recovered %') for d in TEST_SETS]
