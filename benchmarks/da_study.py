@@ -439,7 +439,8 @@ def main():
     parser.add_argument('--patch', type=int, default=48)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--test-limit', type=int, default=None, help='Only the first N images of each test set.')
-    parser.add_argument('--jobs', type=int, default=1, help='Trainings run at a time (one process each).')
+    parser.add_argument(
+        '--jobs', type=int, default=1, help='Trainings run at a time (one process each), and threads of the scoring.')
     args = parser.parse_args()
     args.prefix = args.prefix or f'da_study_{args.backbone}'
     args.out = args.out or osp.join(ROOT, 'results', args.prefix)
@@ -499,6 +500,8 @@ def main():
         models = {dq_label: f'{args.prefix}_sq_qf{source}', sq_label: f'{args.prefix}_sq_qf{target}'}
         models.update({f'{peer} (peer)': f'{args.prefix}_{peer}' for peer in args.peers})
         details = {}
+        torch.set_num_threads(1)  # step times as the trainings run them (one thread each)
+        phase_start = time.time()
         control_opt = variant_options('control', 'control', args.data_root, source, target, args)
         for variant in args.variants:
             opt = variant_opts[direction, variant]
@@ -508,6 +511,9 @@ def main():
                               lambda: step_time_ratio(opt, control_opt))
             details[label] = {'acc_q': mean_logged(opt['name'], 'acc_q'), 'step_ratio': ratio}
 
+        wall[f'{direction} step-time ratios'] = time.time() - phase_start
+        torch.set_num_threads(args.jobs)  # scoring: one process, --jobs threads
+        phase_start = time.time()
         rows = [('JPEG', scores(None, target))]
         for label, name in models.items():
             checkpoint = latest_generator(name)
@@ -540,6 +546,7 @@ def main():
                 (it, scores(osp.join(folder, f'net_g_{it}.pth'), target, ('Set12', ))['Set12_psnr'])
                 for it in iters if it < args.adapt_iters
             ] + [(args.adapt_iters, values_of[label]['Set12_psnr'])]
+        wall[f'{direction} scoring'] = time.time() - phase_start
         columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
                    for m in ('psnr', 'psnrb', 'ssim')]
         columns += [(f'{d}_gap', f'{d} gap recovered %') for d in TEST_SETS]
@@ -552,8 +559,9 @@ def main():
                         f'\nPlots: `gap_{direction}.png`, `curve_{direction}.png`.\n')
         report['directions'][direction] = {'rows': rows, 'details': details, 'curves': curves}
     report['wall_seconds'] = {'total': time.time() - start, **wall}
-    markdown.append(f'Wall time: {report["wall_seconds"]["total"] / 60:.1f} min '
-                    f'(trainings: {", ".join(f"{k} {v:.0f} s" for k, v in wall.items())}).\n')
+    markdown.append(
+        f'Wall time: {report["wall_seconds"]["total"] / 60:.1f} min '
+        f'(trainings, then step-time ratios and scoring: {", ".join(f"{k} {v:.0f} s" for k, v in wall.items())}).\n')
     markdown.append('Variants:\n\n' + ''.join(f'- `{name}`: {spec["text"]}\n'
                                               for name, spec in VARIANTS.items() if name in args.variants))
     markdown.append('Peers (trained from scratch for the source + adaptation iterations):\n\n' +

@@ -272,7 +272,7 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
     if 'missing' in routed:
         routing = f'No routed model: {routed["missing"]}; join the models with `carn-da route`.  '
     else:
-        (source_qfs, target_qfs) = (', '.join(map(str, qfs)) for qfs in routed['experts'])
+        source_qfs, target_qfs = (', '.join(map(str, qfs)) for qfs in routed['experts'])
         routing = (f'Routed model (the source model for QF {source_qfs}, the adapted one for QF {target_qfs}, chosen '
                    'per image from its pixels; it forgets nothing at the source quality): `carn-da restore INPUT -o '
                    f'OUTDIR --model {shown(routed["checkpoint"])} --opt {shown(routed["options"])}`  ')
