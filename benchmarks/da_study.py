@@ -49,6 +49,7 @@ from matplotlib.figure import Figure
 from os import path as osp
 
 from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
+from carn_da.route import routed_state
 from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, latest_generator, load_generator,
                           train_set_options, train_unless_done)
 
@@ -380,11 +381,7 @@ def routed_model(path, experts, backbone):
         } for quality, _ in experts]
     }
     if not osp.isfile(path) or any(os.stat(c).st_mtime_ns > os.stat(path).st_mtime_ns for _, c in experts):
-        state = {}
-        for k, (_, checkpoint) in enumerate(experts):
-            params = torch.load(checkpoint, map_location='cpu', weights_only=True)['params']
-            state.update({f'experts.{k}.{name}': value for name, value in params.items()})
-        torch.save({'params': state}, path)
+        torch.save({'params': routed_state(checkpoint for _, checkpoint in experts)}, path)
     return network
 
 

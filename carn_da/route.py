@@ -34,16 +34,23 @@ def qualities_arg(text):
     return qualities
 
 
+def routed_state(checkpoints):
+    """The QualityRoutedCARN state dict of the experts' ``checkpoints``, in order."""
+    return {
+        f'experts.{k}.{name}': value
+        for k, checkpoint in enumerate(checkpoints)
+        for name, value in load_checkpoint(checkpoint)[1].items()
+    }
+
+
 def routed_model(experts):
     """(network_g options, state dict) of a QualityRoutedCARN from ``experts``: (qualities, options file,
     checkpoint) each; UserError names a file that does not load."""
     network = {'type': 'QualityRoutedCARN', 'experts': []}
-    state = {}
-    for k, (qualities, options, checkpoint) in enumerate(experts):
+    for qualities, options, checkpoint in experts:
         load_model(checkpoint, options)  # checks that the pair loads and restores, naming the file if not
         network['experts'].append({'network': network_options(options), 'qualities': list(qualities)})
-        state.update({f'experts.{k}.{name}': value for name, value in load_checkpoint(checkpoint)[1].items()})
-    return network, state
+    return network, routed_state(checkpoint for _, _, checkpoint in experts)
 
 
 def main(argv=None):

@@ -20,9 +20,9 @@ class QualityRoutedCARN(nn.Module):
         experts (list[dict]): ``{'network': network_g options, 'qualities': [QF, ...]}`` each: an image goes to
             the expert with a quality nearest to its estimated QF (the first such expert on ties).
 
-    The state dict is the experts' (``experts.<k>.<name>``); ``scripts/route_experts.py`` writes one from the
-    experts' checkpoints. ``select(x)`` is the expert of one image; tiled inference routes on the whole image with it,
-    since the estimate needs the image's own 8x8 grid.
+    The state dict is the experts' (``experts.<k>.<name>``); ``carn-da route`` (carn_da/route.py) writes one from
+    the experts' checkpoints. ``select(x)`` is the expert of one image; tiled inference routes on the whole image
+    with it, since the estimate needs the image's own 8x8 grid.
     """
 
     def __init__(self, experts):
