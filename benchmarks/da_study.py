@@ -39,6 +39,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 import torch
 from basicsr.archs import build_network
@@ -58,18 +59,23 @@ TEST_SETS = ('BSD68', 'Set12')
 PAPER_Q = {'type': 'QualityDiscriminator', 'hidden': 128, 'pooling': 'avg'}
 PATCH_Q = {'type': 'PatchQualityDiscriminator', 'hidden': 32}
 L1 = {'type': 'L1Loss', 'loss_weight': 1.0}
-CURVE_POINTS = 3  # checkpoints per adaptation, scored for the PSNR-against-iterations plot
+CURVE_POINTS = 3  # checkpoints per adaptation of a ``curve`` variant, scored for the PSNR-against-iterations plot
 # name: options of one variant. q: network_q (num_feat added), domain: train.domain_opt of DomainAdversarialLoss,
 # q_lr: optim_q's lr (default --adapt-lr), q_steps: train.q_steps, split_at: where F ends (RDN), align:
 # train.align_opt, self: target self-supervision, source_quality / synth_probability / target_quality:
 # TwoDomainDataset's options; batch: source (and target) crops per step (default --batch); lr: optim_g's lr (default
-# --adapt-lr); routed: also score it routed with the source model (QualityRoutedCARN); text: what it is, for the report.
+# --adapt-lr); routed: also score it routed with the source model (QualityRoutedCARN); curve: in the curve plot;
+# explore: left out of the default grid (steps towards the recommendation, run them with --variants); text: what it
+# is, for the report.
 VARIANTS = {
     'control':
-    dict(track='-', text='source-only fine-tuning for the same iterations (CARNModel)'),
+    dict(track='-', curve=True, text='source-only fine-tuning for the same iterations (CARNModel)'),
     'paper':
-    dict(q=PAPER_Q, domain={'loss_weight': 0.1}, text="the paper: Q on average-pooled SFENet2 features, "
-         'lambda 0.1'),
+    dict(
+        q=PAPER_Q,
+        domain={'loss_weight': 0.1},
+        curve=True,
+        text='the paper: Q on average-pooled SFENet2 features, lambda 0.1'),
     'paper_avgstd':
     dict(
         q=dict(PAPER_Q, pooling='avgstd'),
@@ -104,8 +110,11 @@ VARIANTS = {
         split_at=2,
         text='avg+std Q reading after the 2nd of 4 dense blocks (F non-linear)'),
     'patch':
-    dict(q=PATCH_Q, domain={'loss_weight': 0.1}, text='convolutional patch Q (a logit per position), '
-         'lambda 0.1'),
+    dict(
+        q=PATCH_Q,
+        domain={'loss_weight': 0.1},
+        curve=True,
+        text='convolutional patch Q (a logit per position), lambda 0.1'),
     'patch_sn':
     dict(
         q=dict(PATCH_Q, spectral_norm=True),
@@ -122,23 +131,25 @@ VARIANTS = {
         'loss_weight': 1.0
     }, text='CORAL of F features, no Q'),
     'self':
-    dict(self=True, target_quality='pixels', text='target self-supervision at the QF estimated from pixels'),
+    dict(
+        self=True, target_quality='pixels', curve=True, text='target self-supervision at the QF estimated from pixels'),
     'patch_self':
     dict(q=PATCH_Q, domain={'loss_weight': 0.1}, self=True, target_quality='pixels', text='patch Q + self-supervision'),
     'synth':
     dict(
         source_quality='both',
         target_quality='pixels',
-        text='half the source pairs re-compressed at the '
-        'estimated target QF'),
+        curve=True,
+        text='half the source pairs re-compressed at the estimated target QF'),
     'synth_self':
-    dict(source_quality='both', self=True, target_quality='pixels', text='synth + self-supervision'),
+    dict(source_quality='both', self=True, target_quality='pixels', explore=True, text='synth + self-supervision'),
     'synth_self_b4':
     dict(
         source_quality='both',
         self=True,
         target_quality='pixels',
         batch=4,
+        explore=True,
         text='synth + self with 4 source and 4 target crops per step (as many images through the '
         'network as a source-only step of 8)'),
     'synth_self_b4_lr5e-4':
@@ -148,6 +159,7 @@ VARIANTS = {
         target_quality='pixels',
         batch=4,
         lr=5e-4,
+        explore=True,
         text='synth_self_b4 at the learning rate of the source training, 5e-4'),
     'synth_self_b4_lr5e-4_p0.25':
     dict(
@@ -157,6 +169,7 @@ VARIANTS = {
         target_quality='pixels',
         batch=4,
         lr=5e-4,
+        explore=True,
         text='synth_self_b4_lr5e-4 with a quarter of the source pairs re-compressed (more kept at the source QF)'),
     'synth_self_b4_lr5e-4_files':
     dict(
@@ -166,6 +179,7 @@ VARIANTS = {
         batch=4,
         lr=5e-4,
         track='files',
+        explore=True,
         text='synth_self_b4_lr5e-4 with the QF read from the files'),
     'expert':
     dict(
@@ -175,6 +189,7 @@ VARIANTS = {
         batch=4,
         lr=5e-4,
         routed=True,
+        curve=True,
         text='a target expert: every source pair re-compressed at the target QF, plus self-supervision, 4 + 4 crops, '
         'lr 5e-4'),
     'expert_files':
@@ -244,7 +259,8 @@ def variant_options(variant, name, data_root, source, target, args):
     opt = base_options(name, data_root, source, args.adapt_iters, spec.get('lr', args.adapt_lr), args.seed + 1,
                        args.batch, args.patch, args.backbone)
     opt['path']['pretrain_network_g'] = latest_generator(f'{args.prefix}_sq_qf{source}')
-    opt['logger']['save_checkpoint_freq'] = max(1, args.adapt_iters // CURVE_POINTS)
+    if spec.get('curve'):
+        opt['logger']['save_checkpoint_freq'] = max(1, args.adapt_iters // CURVE_POINTS)
     if variant == 'control':
         return opt
     if {'self', 'q', 'align'} & spec.keys():
@@ -324,12 +340,14 @@ def step_time_ratio(variant_opt, control_opt, steps=5, rounds=2):
 
 
 class JsonCache:
-    """Values kept in a JSON file by key, so that a rerun computes only what is new; several study processes may
-    share the file (each write merges what the others wrote meanwhile, through an atomic rename)."""
+    """Values kept in a JSON file by key, so that a rerun computes only what is new; threads of one process and
+    several study processes may share it (each write merges what the others wrote meanwhile, through an atomic
+    rename)."""
 
     def __init__(self, path):
         self.path = path
         self.values = {}
+        self.lock = threading.Lock()
         if osp.isfile(path):
             with open(path, encoding='utf-8') as f:
                 self.values = json.load(f)
@@ -337,13 +355,14 @@ class JsonCache:
     def get(self, key, compute):
         if key not in self.values:
             value = compute()
-            if osp.isfile(self.path):
-                with open(self.path, encoding='utf-8') as f:
-                    self.values = {**json.load(f), **self.values}
-            self.values[key] = value
-            with open(f'{self.path}.{os.getpid()}', 'w', encoding='utf-8') as f:
-                json.dump(self.values, f, indent=1)
-            os.replace(f'{self.path}.{os.getpid()}', self.path)
+            with self.lock:
+                if osp.isfile(self.path):
+                    with open(self.path, encoding='utf-8') as f:
+                        self.values = {**json.load(f), **self.values}
+                self.values[key] = value
+                with open(f'{self.path}.{os.getpid()}', 'w', encoding='utf-8') as f:
+                    json.dump(self.values, f, indent=1)
+                os.replace(f'{self.path}.{os.getpid()}', self.path)
         return self.values[key]
 
 
@@ -426,7 +445,12 @@ def main():
     parser.add_argument('--backbone', choices=sorted(CPU_BACKBONES), default='rdn')
     parser.add_argument('--prefix', default=None, help='Experiment name prefix. Default: da_study_<backbone>.')
     parser.add_argument('--directions', nargs='+', choices=sorted(DIRECTIONS), default=['lq2hq', 'hq2lq'])
-    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        choices=list(VARIANTS),
+        default=[name for name, spec in VARIANTS.items() if not spec.get('explore')],
+        help='Default: every variant not marked explore.')
     parser.add_argument('--peers', nargs='*', choices=list(PEERS), default=list(PEERS))
     parser.add_argument('--source-iters', type=int, default=600)
     parser.add_argument('--adapt-iters', type=int, default=300)
@@ -437,7 +461,10 @@ def main():
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--test-limit', type=int, default=None, help='Only the first N images of each test set.')
     parser.add_argument(
-        '--jobs', type=int, default=1, help='Trainings run at a time (one process each), and threads of the scoring.')
+        '--jobs',
+        type=int,
+        default=1,
+        help='Trainings run at a time (one process each), and scorings and step-time ratios (one thread each).')
     args = parser.parse_args()
     args.prefix = args.prefix or f'da_study_{args.backbone}'
     args.out = args.out or osp.join(ROOT, 'results', args.prefix)
@@ -464,7 +491,12 @@ def main():
         for direction in args.directions
         for variant in args.variants
     }
-    train_all(list(variant_opts.values()))
+    # the costlier steps first (self-supervision doubles a step's crops), so that the --jobs workers end together
+    train_all(
+        sorted(
+            variant_opts.values(),
+            key=lambda opt: -opt['datasets']['train']['batch_size_per_gpu'] *
+            (2 if opt['datasets']['train'].get('target_self_supervision') else 1)))
 
     def test_pairs(dataset, qf):
         folder = osp.join(args.data_root, dataset)
@@ -496,26 +528,29 @@ def main():
         source, target = DIRECTIONS[direction]
         models = {dq_label: f'{args.prefix}_sq_qf{source}', sq_label: f'{args.prefix}_sq_qf{target}'}
         models.update({f'{peer} (peer)': f'{args.prefix}_{peer}' for peer in args.peers})
-        details = {}
-        torch.set_num_threads(1)  # step times as the trainings run them (one thread each)
-        phase_start = time.time()
         control_opt = variant_options('control', 'control', args.data_root, source, target, args)
+        labels = {}  # variant: its row's label
         for variant in args.variants:
-            opt = variant_opts[direction, variant]
-            label = f'{variant} ({VARIANTS[variant].get("track", "pixels")})'
-            models[label] = opt['name']
-            ratio = cache.get(f'step_ratio|{json.dumps([opt, control_opt], sort_keys=True)}',
-                              lambda: step_time_ratio(opt, control_opt))
-            details[label] = {'acc_q': mean_logged(opt['name'], 'acc_q'), 'step_ratio': ratio}
+            labels[variant] = f'{variant} ({VARIANTS[variant].get("track", "pixels")})'
+            models[labels[variant]] = variant_opts[direction, variant]['name']
 
-        wall[f'{direction} step-time ratios'] = time.time() - phase_start
-        torch.set_num_threads(args.jobs)  # scoring: one process, --jobs threads
-        phase_start = time.time()
-        rows = [('JPEG', scores(None, target))]
-        for label, name in models.items():
-            checkpoint = latest_generator(name)
-            source_psnr = scores(checkpoint, source, ('BSD68', ))['BSD68_psnr']
-            rows.append((label, {**scores(checkpoint, target), 'source_psnr': source_psnr}))
+        def row(checkpoint, network=None):
+            """Scores at the target QF and BSD68 PSNR at the source QF (None: the JPEG input, target QF only)."""
+            if checkpoint is None:
+                return scores(None, target)
+            source_psnr = scores(checkpoint, source, ('BSD68', ), network)['BSD68_psnr']
+            return {**scores(checkpoint, target, network=network), 'source_psnr': source_psnr}
+
+        def step_ratio(opt):  # the logger options (checkpoint frequency) do not change a step
+            without_logger = [{k: v for k, v in o.items() if k != 'logger'} for o in (opt, control_opt)]
+            key = json.dumps(without_logger, sort_keys=True)
+            return cache.get(f'step_ratio|{key}', lambda: step_time_ratio(opt, control_opt))
+
+        def curve_point(checkpoint):
+            return scores(checkpoint, target, ('Set12', ))['Set12_psnr']
+
+        checkpoints = {'JPEG': (None, None)}
+        checkpoints.update({label: (latest_generator(name), None) for label, name in models.items()})
         for variant in args.variants:  # the routed pair: source model for the source QF, the variant for the target
             if VARIANTS[variant].get('routed'):
                 checkpoint = osp.join(args.out, f'{direction}_{variant}_routed.pth')
@@ -523,9 +558,40 @@ def main():
                                        [(source, latest_generator(models[dq_label])),
                                         (target, latest_generator(variant_opts[direction, variant]['name']))],
                                        args.backbone)
-                source_psnr = scores(checkpoint, source, ('BSD68', ), network)['BSD68_psnr']
                 label = f'{variant} + routing ({VARIANTS[variant].get("track", "pixels")})'
-                rows.append((label, {**scores(checkpoint, target, network=network), 'source_psnr': source_psnr}))
+                checkpoints[label] = (checkpoint, network)
+        intermediate = {}  # curve variant: {iteration: checkpoint} before the last (net_g_latest, scored for its row)
+        for variant in args.variants:
+            if VARIANTS[variant].get('curve'):
+                folder = osp.join(experiment_dir(models[labels[variant]]), 'models')
+                found = (re.fullmatch(r'net_g_(\d+)\.pth', f) for f in sorted(os.listdir(folder)))
+                intermediate[variant] = {
+                    int(m[1]): osp.join(folder, m[0])
+                    for m in found if m and int(m[1]) < args.adapt_iters
+                }
+        # scorings and step times: --jobs threads of one torch thread each (torch ops release the GIL), each step time
+        # measured against a source-only step in alternating rounds, so that the other thread's load hits both
+        torch.set_num_threads(1)
+        phase_start = time.time()
+        with ThreadPoolExecutor(args.jobs) as pool:
+            row_jobs = {label: pool.submit(row, *spec) for label, spec in checkpoints.items()}
+            ratio_jobs = {v: pool.submit(step_ratio, variant_opts[direction, v]) for v in args.variants}
+            curve_jobs = {
+                (v, it): pool.submit(curve_point, c)
+                for v, points in intermediate.items()
+                for it, c in points.items()
+            }
+            rows = [(label, job.result()) for label, job in row_jobs.items()]
+            ratios = {v: job.result() for v, job in ratio_jobs.items()}
+            curve_psnr = {key: job.result() for key, job in curve_jobs.items()}
+        wall[f'{direction} scoring and step-time ratios'] = time.time() - phase_start
+        details = {
+            labels[v]: {
+                'acc_q': mean_logged(variant_opts[direction, v]['name'], 'acc_q'),
+                'step_ratio': ratios[v]
+            }
+            for v in args.variants
+        }
         values_of = dict(rows)
         dq, sq = values_of[dq_label], values_of[sq_label]
         for label, values in rows[1:]:
@@ -534,16 +600,11 @@ def main():
                 values[f'{dataset}_gap'] = 100 * (values[f'{dataset}_psnr'] - dq[f'{dataset}_psnr']) / gap
             values['forgetting'] = values['source_psnr'] - dq['source_psnr']
             values.update({k: v for k, v in details.get(label, {}).items() if v is not None})
-        curves = {}
-        for label in details:
-            folder = osp.join(experiment_dir(models[label]), 'models')
-            iters = sorted(int(m[1]) for f in os.listdir(folder) if (m := re.fullmatch(r'net_g_(\d+)\.pth', f)))
-            # the last checkpoint is net_g_latest, scored for the table already
-            curves[label] = [(0, dq['Set12_psnr'])] + [
-                (it, scores(osp.join(folder, f'net_g_{it}.pth'), target, ('Set12', ))['Set12_psnr'])
-                for it in iters if it < args.adapt_iters
-            ] + [(args.adapt_iters, values_of[label]['Set12_psnr'])]
-        wall[f'{direction} scoring'] = time.time() - phase_start
+        curves = {
+            labels[v]: [(0, dq['Set12_psnr'])] + [(it, curve_psnr[v, it]) for it in sorted(points)] +
+            [(args.adapt_iters, values_of[labels[v]]['Set12_psnr'])]
+            for v, points in intermediate.items()
+        }
         columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
                    for m in ('psnr', 'psnrb', 'ssim')]
         columns += [(f'{d}_gap', f'{d} gap recovered %') for d in TEST_SETS]
@@ -558,7 +619,7 @@ def main():
     report['wall_seconds'] = {'total': time.time() - start, **wall}
     markdown.append(
         f'Wall time: {report["wall_seconds"]["total"] / 60:.1f} min '
-        f'(trainings, then step-time ratios and scoring: {", ".join(f"{k} {v:.0f} s" for k, v in wall.items())}).\n')
+        f'(trainings, then per direction scoring and step-time ratios: {", ".join(f"{k} {v:.0f} s" for k, v in wall.items())}).\n')
     markdown.append('Variants:\n\n' + ''.join(f'- `{name}`: {spec["text"]}\n'
                                               for name, spec in VARIANTS.items() if name in args.variants))
     markdown.append('Peers (trained from scratch for the source + adaptation iterations):\n\n' +

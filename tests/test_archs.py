@@ -50,6 +50,19 @@ def test_rdn_param_count(num_feat, num_block, num_layer, growth):
     assert num_params(net) == rdn_params(1, num_feat, num_block, num_layer, growth)
 
 
+def test_rdn_inference_without_gradients_equals_the_training_path():
+    """Without autograd the dense blocks write into one tensor instead of concatenating; the output is the same."""
+    torch.manual_seed(0)
+    net = RDN(1, 1, num_feat=8, num_block=2, num_layer=3, growth=4).eval()
+    x = torch.rand(2, 1, 13, 10)
+    with torch.no_grad():
+        inplace = net(x)
+    concatenated = net(x)
+    assert concatenated.requires_grad and not inplace.requires_grad
+    assert torch.allclose(inplace, concatenated, atol=1e-6)
+    assert not torch.allclose(inplace, x, atol=1e-3)  # the blocks did change the input
+
+
 @pytest.mark.parametrize('num_conv', [17, 20])
 def test_dncnn_param_count(num_conv):
     expected = conv(1, 64, 3) + (num_conv - 2) * (conv(64, 64, 3) + 2 * 64) + conv(64, 1, 3)
