@@ -15,7 +15,7 @@ from carn_da.archs.rdn_arch import RDN
 from carn_da.data.jpeg import quality_histogram
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.restore import load_model
-from carn_da.runs import latest_generator
+from carn_da.runs import experiment_dir, latest_generator
 
 TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 4}
 PILE_QFS = (30, 50, 70, 90)
@@ -166,3 +166,25 @@ def test_no_routed_model_without_the_source_quality(data, tmp_path):
     routed = adapt.write_routed_model(args, histograms, {})
     assert routed == {'missing': 'the quality of the source JPEGs is unknown (an LMDB, or not JPEG files)'}
     assert not osp.exists(tmp_path / 'routed.yml')
+
+
+def test_routed_model_reads_the_quality_of_non_jpeg_targets_from_their_pixels(data, experiment_name, tmp_path):
+    """A target that is not a JPEG file (here a PNG of a QF-50 JPEG's pixels) has no quantisation tables to read:
+    the routed model takes its quality from ``estimate_quality``."""
+    name = experiment_name('routed_png')
+    os.makedirs(osp.join(experiment_dir(name), 'models'))
+    shutil.copy(data['model'], osp.join(experiment_dir(name), 'models', 'net_g_latest.pth'))
+    png = str(tmp_path / 'img001.png')
+    cv2.imwrite(png, cv2.imread(osp.join(data['pile'], 'sub', 'img001.jpg'), cv2.IMREAD_GRAYSCALE))
+    jpeg = osp.join(data['pile'], 'sub', 'img003.jpg')  # QF 90, read from the file
+    _, args = adapt.parse_args([
+        '--model', data['model'], '--opt', data['opt'], '--source-gt',
+        osp.join(data['source'], 'gt'), '--source-lq',
+        osp.join(data['source'], 'qf10'), '--target',
+        str(tmp_path), '--name', name, '--out',
+        str(tmp_path)
+    ])
+    histograms = {'source': (args.source_lq, {10: 6}), 'target': (args.target, {90: 1, None: 1})}
+    routed = adapt.write_routed_model(args, histograms, {'img001.png': png, 'img003.jpg': jpeg})
+    assert routed['experts'] == [[10], [50, 90]]
+    assert osp.isfile(routed['checkpoint']) and osp.isfile(routed['options'])
