@@ -19,10 +19,11 @@ Reported per direction, on BSD68 and Set12 at the target QF: PSNR, PSNR-B, SSIM,
 (PSNR_variant - PSNR_DQ) / (PSNR_SQ - PSNR_DQ), BSD68 PSNR on the source QF and its change from the source model
 (forgetting), the discriminator's mean accuracy over training, and the time of one training step relative to a
 source-only step (measured in one process on the same batch). Plots: gap recovery per variant
-(``gap_<direction>.png``) and Set12 PSNR at the target QF against adaptation iterations (``curve_<direction>.png``).
+(``gap_<direction>.png``) and Set12 PSNR at the target QF against adaptation iterations for the ``curve`` variants
+(``curve_<direction>.png``).
 Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/datasets.
 
-    python benchmarks/da_study.py --test-limit 12 --jobs 2    # the study of docs/RESULTS.md, two trainings at a time
+    OMP_NUM_THREADS=1 python benchmarks/da_study.py --test-limit 12 --jobs 2   # the default grid, two jobs at a time
     python benchmarks/da_study.py --source-iters 30 --adapt-iters 12 --test-limit 2 --prefix smoke   # smoke run
 
 Trainings, scores and step-time ratios are kept (experiments/, ``<out>/scores_cache.json``): a rerun computes only
@@ -617,9 +618,9 @@ def main():
                         f'\nPlots: `gap_{direction}.png`, `curve_{direction}.png`.\n')
         report['directions'][direction] = {'rows': rows, 'details': details, 'curves': curves}
     report['wall_seconds'] = {'total': time.time() - start, **wall}
-    markdown.append(
-        f'Wall time: {report["wall_seconds"]["total"] / 60:.1f} min '
-        f'(trainings, then per direction scoring and step-time ratios: {", ".join(f"{k} {v:.0f} s" for k, v in wall.items())}).\n')
+    phases = ', '.join(f'{k} {v:.0f} s' for k, v in wall.items())
+    markdown.append(f'Wall time: {report["wall_seconds"]["total"] / 60:.1f} min '
+                    f'(trainings, then per direction scoring and step-time ratios: {phases}).\n')
     markdown.append('Variants:\n\n' + ''.join(f'- `{name}`: {spec["text"]}\n'
                                               for name, spec in VARIANTS.items() if name in args.variants))
     markdown.append('Peers (trained from scratch for the source + adaptation iterations):\n\n' +
