@@ -68,6 +68,32 @@ CURVE_POINTS = 3  # checkpoints per adaptation of a ``curve`` variant, scored fo
 # --adapt-lr); routed: also score it routed with the source model (QualityRoutedCARN); curve: in the curve plot;
 # explore: left out of the default grid (steps towards the recommendation, run them with --variants); text: what it
 # is, for the report.
+SYNTH_SELF_B4_LR = dict(
+    source_quality='both',
+    self=True,
+    target_quality='pixels',
+    batch=4,
+    lr=5e-4,
+    explore=True,
+    text='synth_self_b4 at the learning rate of the source training, 5e-4')
+EXPERT = dict(
+    source_quality='target',
+    self=True,
+    target_quality='pixels',
+    batch=4,
+    lr=5e-4,
+    routed=True,
+    curve=True,
+    text='a target expert: every source pair re-compressed at the target QF, plus self-supervision, 4 + 4 crops, '
+    'lr 5e-4')
+
+
+def files_twin(spec, text):
+    """``spec`` in the files track: the target's QF read from the JPEG headers instead of estimated from the pixels,
+    nothing else changed (no curve of its own: it would repeat its twin's)."""
+    return dict({k: v for k, v in spec.items() if k != 'curve'}, target_quality='file', track='files', text=text)
+
+
 VARIANTS = {
     'control':
     dict(track='-', curve=True, text='source-only fine-tuning for the same iterations (CARNModel)'),
@@ -154,14 +180,7 @@ VARIANTS = {
         text='synth + self with 4 source and 4 target crops per step (as many images through the '
         'network as a source-only step of 8)'),
     'synth_self_b4_lr5e-4':
-    dict(
-        source_quality='both',
-        self=True,
-        target_quality='pixels',
-        batch=4,
-        lr=5e-4,
-        explore=True,
-        text='synth_self_b4 at the learning rate of the source training, 5e-4'),
+    SYNTH_SELF_B4_LR,
     'synth_self_b4_lr5e-4_p0.25':
     dict(
         source_quality='both',
@@ -173,36 +192,11 @@ VARIANTS = {
         explore=True,
         text='synth_self_b4_lr5e-4 with a quarter of the source pairs re-compressed (more kept at the source QF)'),
     'synth_self_b4_lr5e-4_files':
-    dict(
-        source_quality='both',
-        self=True,
-        target_quality='file',
-        batch=4,
-        lr=5e-4,
-        track='files',
-        explore=True,
-        text='synth_self_b4_lr5e-4 with the QF read from the files'),
+    files_twin(SYNTH_SELF_B4_LR, 'synth_self_b4_lr5e-4 with the QF read from the files'),
     'expert':
-    dict(
-        source_quality='target',
-        self=True,
-        target_quality='pixels',
-        batch=4,
-        lr=5e-4,
-        routed=True,
-        curve=True,
-        text='a target expert: every source pair re-compressed at the target QF, plus self-supervision, 4 + 4 crops, '
-        'lr 5e-4'),
+    EXPERT,
     'expert_files':
-    dict(
-        source_quality='target',
-        self=True,
-        target_quality='file',
-        batch=4,
-        lr=5e-4,
-        track='files',
-        routed=True,
-        text='expert with the QF read from the files'),
+    files_twin(EXPERT, 'expert with the QF read from the files'),
 }
 PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 

@@ -155,13 +155,14 @@ def test_adapt_paper_recipe_options(data, tmp_path):
     assert (recommended['train']['optim_g']['lr'], recommended['datasets']['train']['batch_size_per_gpu']) == (5e-4, 4)
 
 
+def parsed_args(data, source_lq, target, out, *extra):
+    """``carn-da adapt``'s arguments for the fixture's source model and ground truths."""
+    argv = ['--model', data['model'], '--opt', data['opt'], '--source-gt', osp.join(data['source'], 'gt')]
+    return adapt.parse_args(argv + ['--source-lq', source_lq, '--target', target, '--out', str(out), *extra])[1]
+
+
 def test_no_routed_model_without_the_source_quality(data, tmp_path):
-    _, args = adapt.parse_args([
-        '--model', data['model'], '--opt', data['opt'], '--source-gt',
-        osp.join(data['source'], 'gt'), '--source-lq',
-        osp.join(data['source'], 'gt'), '--target', data['pile'], '--out',
-        str(tmp_path)
-    ])
+    args = parsed_args(data, osp.join(data['source'], 'gt'), data['pile'], tmp_path)
     histograms = {'source': (args.source_lq, {None: 6}), 'target': (args.target, {30: 1})}
     routed = adapt.write_routed_model(args, histograms, {})
     assert routed == {'missing': 'the quality of the source JPEGs is unknown (an LMDB, or not JPEG files)'}
@@ -177,13 +178,7 @@ def test_routed_model_reads_the_quality_of_non_jpeg_targets_from_their_pixels(da
     png = str(tmp_path / 'img001.png')
     cv2.imwrite(png, cv2.imread(osp.join(data['pile'], 'sub', 'img001.jpg'), cv2.IMREAD_GRAYSCALE))
     jpeg = osp.join(data['pile'], 'sub', 'img003.jpg')  # QF 90, read from the file
-    _, args = adapt.parse_args([
-        '--model', data['model'], '--opt', data['opt'], '--source-gt',
-        osp.join(data['source'], 'gt'), '--source-lq',
-        osp.join(data['source'], 'qf10'), '--target',
-        str(tmp_path), '--name', name, '--out',
-        str(tmp_path)
-    ])
+    args = parsed_args(data, osp.join(data['source'], 'qf10'), str(tmp_path), tmp_path, '--name', name)
     histograms = {'source': (args.source_lq, {10: 6}), 'target': (args.target, {90: 1, None: 1})}
     routed = adapt.write_routed_model(args, histograms, {'img001.png': png, 'img003.jpg': jpeg})
     assert routed['experts'] == [[10], [50, 90]]
