@@ -107,10 +107,28 @@ def train(opt_path, *args, quiet=False):
         raise RuntimeError(f'training failed (exit {result.returncode}): {" ".join(cmd)}')
 
 
+def changed_options(old, new, prefix=''):
+    """Dotted keys whose values differ between option dicts ``old`` and ``new``."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [prefix]
+    return [
+        key for k in sorted(old.keys() | new.keys(), key=str)
+        for key in changed_options(old.get(k), new.get(k), f'{prefix}.{k}' if prefix else str(k))
+    ]
+
+
 def train_unless_done(opt, options_dir):
     """Train ``opt`` (written to ``options_dir``) unless an experiment of its name finished already; return the wall
-    time in seconds (0 when reused)."""
+    time in seconds (0 when reused). ValueError if that experiment recorded other options (its logger aside): a
+    changed recipe never reuses a model trained by the old one."""
     if osp.isfile(latest_generator(opt['name'])):
+        recorded = osp.join(experiment_dir(opt['name']), f'{opt["name"]}.yml')
+        changed = []
+        if osp.isfile(recorded):  # the option file BasicSR copied into the experiment
+            changed = [key for key in changed_options(load_options(recorded), opt) if key.split('.')[0] != 'logger']
+        if changed:
+            raise ValueError(f'{experiment_dir(opt["name"])} was trained with other options ({", ".join(changed)} in '
+                             f'{recorded}): delete it or change the name (e.g. the prefix) to train the new options.')
         print(f'reusing {latest_generator(opt["name"])}', flush=True)
         return 0.0
     start = time.time()
