@@ -13,14 +13,16 @@ pixels, ``carn_da.data.jpeg.estimate_quality``); ``files`` variants read it from
 target ground truth.
 
 Variants marked ``routed`` get a second row: the variant routed with the source model (``QualityRoutedCARN``: each
-test image goes to the model of the quality nearest the one estimated from its pixels), scored like the others.
+test image goes to the model of the quality nearest the one estimated from its pixels), scored like the others
+(where it sends every image of a test set to one model, its restorations are that model's: their scores are taken).
 
 Reported per direction, on BSD68 and Set12 at the target QF: PSNR, PSNR-B, SSIM, the gap recovery
 (PSNR_variant - PSNR_DQ) / (PSNR_SQ - PSNR_DQ), BSD68 PSNR on the source QF and its change from the source model
 (forgetting), the discriminator's mean accuracy over training, and the time of one training step relative to a
-source-only step (measured in one process on the same batch). Plots: gap recovery per variant
-(``gap_<direction>.png``) and Set12 PSNR at the target QF against adaptation iterations for the ``curve`` variants
-(``curve_<direction>.png``).
+source-only step (measured in one process on random batches; it depends only on the model, network, loss and
+optimiser options and the batch shape, so it is measured once for both directions and for a files twin). Plots: gap
+recovery per variant (``gap_<direction>.png``) and Set12 PSNR at the target QF against adaptation iterations for the
+``curve`` variants (``curve_<direction>.png``).
 Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/datasets.
 
     OMP_NUM_THREADS=1 python benchmarks/da_study.py --test-limit 12 --jobs 2   # the default grid, two jobs at a time
@@ -50,6 +52,7 @@ from datetime import datetime, timezone
 from matplotlib.figure import Figure
 from os import path as osp
 
+from carn_da.data.jpeg import estimate_quality
 from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
 from carn_da.route import routed_state
 from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, latest_generator, load_generator,
@@ -159,9 +162,19 @@ VARIANTS = {
     }, text='CORAL of F features, no Q'),
     'self':
     dict(
-        self=True, target_quality='pixels', curve=True, text='target self-supervision at the QF estimated from pixels'),
+        self=True,
+        target_quality='pixels',
+        batch=4,
+        curve=True,
+        text='target self-supervision at the QF estimated from pixels, 4 + 4 crops'),
     'patch_self':
-    dict(q=PATCH_Q, domain={'loss_weight': 0.1}, self=True, target_quality='pixels', text='patch Q + self-supervision'),
+    dict(
+        q=PATCH_Q,
+        domain={'loss_weight': 0.1},
+        self=True,
+        target_quality='pixels',
+        batch=4,
+        text='patch Q + self-supervision, 4 + 4 crops'),
     'synth':
     dict(
         source_quality='both',
@@ -197,6 +210,12 @@ VARIANTS = {
     EXPERT,
     'expert_files':
     files_twin(EXPERT, 'expert with the QF read from the files'),
+    'expert_seed1':
+    dict(EXPERT, seed=1, routed=False, curve=False, explore=True, text='expert with the next seed'),
+    'expert_seed2':
+    dict(EXPERT, seed=2, routed=False, curve=False, explore=True, text='expert with the seed after'),
+    'expert_lr1e-3':
+    dict(EXPERT, lr=1e-3, routed=False, curve=False, explore=True, text='expert at lr 1e-3'),
 }
 PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 
@@ -251,8 +270,8 @@ def base_options(name, data_root, qf, iters, lr, seed, batch, patch, backbone):
 
 def variant_options(variant, name, data_root, source, target, args):
     spec = VARIANTS[variant]
-    opt = base_options(name, data_root, source, args.adapt_iters, spec.get('lr', args.adapt_lr), args.seed + 1,
-                       args.batch, args.patch, args.backbone)
+    opt = base_options(name, data_root, source, args.adapt_iters, spec.get('lr', args.adapt_lr),
+                       args.seed + 1 + spec.get('seed', 0), args.batch, args.patch, args.backbone)
     opt['path']['pretrain_network_g'] = latest_generator(f'{args.prefix}_sq_qf{source}')
     if spec.get('curve'):
         opt['logger']['save_checkpoint_freq'] = max(1, args.adapt_iters // CURVE_POINTS)
@@ -277,7 +296,8 @@ def variant_options(variant, name, data_root, source, target, args):
         opt['network_q'] = dict(spec['q'], num_feat=CPU_BACKBONES[args.backbone][1])
         opt['train']['optim_q'] = {'type': 'Adam', 'lr': spec.get('q_lr', args.adapt_lr), 'betas': [0.9, 0.999]}
         opt['train']['domain_opt'] = dict(spec['domain'], type='DomainAdversarialLoss')
-        opt['train']['q_steps'] = spec.get('q_steps', 1)
+        if 'q_steps' in spec:
+            opt['train']['q_steps'] = spec['q_steps']
     if 'align' in spec:
         opt['train']['align_opt'] = dict(spec['align'])
     return opt
@@ -303,6 +323,18 @@ def mean_logged(name, key):
         with open(osp.join(experiment_dir(name), log), encoding='utf-8') as f:
             values += [float(v) for v in re.findall(rf'{key}: ([-+.\deE]+)', f.read())]
     return float(np.mean(values)) if values else None
+
+
+def step_defining(opt):
+    """The options a training step on random data depends on: the model, networks, losses and optimisers, and the
+    batch's shape (not the data's folders or QFs, the experiment's name, paths or logger)."""
+    train_set = opt['datasets']['train']
+    return {
+        **{
+            k: v
+            for k, v in opt.items() if k not in ('name', 'path', 'logger', 'datasets')
+        }, 'batch': [train_set['batch_size_per_gpu'], train_set['gt_size']]
+    }
 
 
 def step_time_ratio(variant_opt, control_opt, steps=5, rounds=2):
@@ -343,21 +375,25 @@ class JsonCache:
         self.path = path
         self.values = {}
         self.lock = threading.Lock()
+        self.key_locks = {}  # a thread that needs a value another thread is computing waits for it
         if osp.isfile(path):
             with open(path, encoding='utf-8') as f:
                 self.values = json.load(f)
 
     def get(self, key, compute):
-        if key not in self.values:
-            value = compute()
-            with self.lock:
-                if osp.isfile(self.path):
-                    with open(self.path, encoding='utf-8') as f:
-                        self.values = {**json.load(f), **self.values}
-                self.values[key] = value
-                with open(f'{self.path}.{os.getpid()}', 'w', encoding='utf-8') as f:
-                    json.dump(self.values, f, indent=1)
-                os.replace(f'{self.path}.{os.getpid()}', self.path)
+        with self.lock:
+            key_lock = self.key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            if key not in self.values:
+                value = compute()
+                with self.lock:
+                    if osp.isfile(self.path):
+                        with open(self.path, encoding='utf-8') as f:
+                            self.values = {**json.load(f), **self.values}
+                    self.values[key] = value
+                    with open(f'{self.path}.{os.getpid()}', 'w', encoding='utf-8') as f:
+                        json.dump(self.values, f, indent=1)
+                    os.replace(f'{self.path}.{os.getpid()}', self.path)
         return self.values[key]
 
 
@@ -367,19 +403,22 @@ class Scores:
     def __init__(self, cache, backbone, pairs):
         self.cache, self.backbone, self.pairs = cache, backbone, pairs
 
-    def __call__(self, checkpoint, qf, datasets=TEST_SETS, network=None):
+    def __call__(self, checkpoint, qf, datasets=TEST_SETS, network=None, experts=None):
         """{'<dataset>_<metric>': mean} of ``checkpoint`` (None: the JPEG input) at ``qf`` on ``datasets``;
-        ``network``: its network_g options (default: the study's backbone)."""
+        ``network``: its network_g options (default: the study's backbone). ``experts``: the checkpoints of a
+        QualityRoutedCARN's experts, in order: where it sends every image of a set to one expert, its restorations
+        are that expert's, so the expert's scores are taken."""
         scores = {}
         for dataset in datasets:
             pairs = self.pairs(dataset, qf)
             stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
-
-            def compute():
-                net = None if checkpoint is None else load_generator(network or cpu_network(self.backbone), checkpoint)
-                return mean_scores(evaluate_pairs(pairs, net))
-
-            values = self.cache.get(f'{stamp}|{dataset}|qf{qf}|{len(pairs)}', compute)
+            net = None if checkpoint is None else load_generator(network or cpu_network(self.backbone), checkpoint)
+            chosen = {net.route(estimate_quality(lq)) for _, lq, _ in pairs} if experts else ()
+            if len(chosen) == 1:
+                scores.update(self(experts[chosen.pop()], qf, (dataset, )))
+                continue
+            values = self.cache.get(f'{stamp}|{dataset}|qf{qf}|{len(pairs)}',
+                                    lambda: mean_scores(evaluate_pairs(pairs, net)))
             scores.update({f'{dataset}_{metric}': value for metric, value in values.items()})
         return scores
 
@@ -529,32 +568,33 @@ def main():
             labels[variant] = f'{variant} ({VARIANTS[variant].get("track", "pixels")})'
             models[labels[variant]] = variant_opts[direction, variant]['name']
 
-        def row(checkpoint, network=None):
+        def row(checkpoint, network=None, experts=None):
             """Scores at the target QF and BSD68 PSNR at the source QF (None: the JPEG input, target QF only)."""
             if checkpoint is None:
                 return scores(None, target)
-            source_psnr = scores(checkpoint, source, ('BSD68', ), network)['BSD68_psnr']
-            return {**scores(checkpoint, target, network=network), 'source_psnr': source_psnr}
+            source_psnr = scores(checkpoint, source, ('BSD68', ), network, experts)['BSD68_psnr']
+            return {**scores(checkpoint, target, network=network, experts=experts), 'source_psnr': source_psnr}
 
-        def step_ratio(opt):  # the logger options (checkpoint frequency) do not change a step
-            without_logger = [{k: v for k, v in o.items() if k != 'logger'} for o in (opt, control_opt)]
-            key = json.dumps(without_logger, sort_keys=True)
+        def step_ratio(opt):  # kept by what a step on random data depends on: no names, paths or logger options
+            key = json.dumps([step_defining(o) for o in (opt, control_opt)], sort_keys=True)
             return cache.get(f'step_ratio|{key}', lambda: step_time_ratio(opt, control_opt))
 
         def curve_point(checkpoint):
             return scores(checkpoint, target, ('Set12', ))['Set12_psnr']
 
-        checkpoints = {'JPEG': (None, None)}
-        checkpoints.update({label: (latest_generator(name), None) for label, name in models.items()})
-        for variant in args.variants:  # the routed pair: source model for the source QF, the variant for the target
+        checkpoints = {'JPEG': (None, )}
+        checkpoints.update({label: (latest_generator(name), ) for label, name in models.items()})
+        routed = {}  # the routed pairs: source model for the source QF, the variant for the target
+        for variant in args.variants:
             if VARIANTS[variant].get('routed'):
                 checkpoint = osp.join(args.out, f'{direction}_{variant}_routed.pth')
-                network = routed_model(checkpoint,
-                                       [(source, latest_generator(models[dq_label])),
-                                        (target, latest_generator(variant_opts[direction, variant]['name']))],
-                                       args.backbone)
-                label = f'{variant} + routing ({VARIANTS[variant].get("track", "pixels")})'
-                checkpoints[label] = (checkpoint, network)
+                experts = [
+                    latest_generator(models[dq_label]),
+                    latest_generator(variant_opts[direction, variant]['name'])
+                ]
+                network = routed_model(checkpoint, list(zip((source, target), experts)), args.backbone)
+                routed[f'{variant} + routing ({VARIANTS[variant].get("track", "pixels")})'] = (checkpoint, network,
+                                                                                               experts)
         intermediate = {}  # curve variant: {iteration: checkpoint} before the last (net_g_latest, scored for its row)
         for variant in args.variants:
             if VARIANTS[variant].get('curve'):
@@ -576,6 +616,7 @@ def main():
                 for v, points in intermediate.items()
                 for it, c in points.items()
             }
+            row_jobs.update({label: pool.submit(row, *spec) for label, spec in routed.items()})  # after their experts
             rows = [(label, job.result()) for label, job in row_jobs.items()]
             ratios = {v: job.result() for v, job in ratio_jobs.items()}
             curve_psnr = {key: job.result() for key, job in curve_jobs.items()}
