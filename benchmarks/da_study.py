@@ -296,8 +296,7 @@ def variant_options(variant, name, data_root, source, target, args):
         opt['network_q'] = dict(spec['q'], num_feat=CPU_BACKBONES[args.backbone][1])
         opt['train']['optim_q'] = {'type': 'Adam', 'lr': spec.get('q_lr', args.adapt_lr), 'betas': [0.9, 0.999]}
         opt['train']['domain_opt'] = dict(spec['domain'], type='DomainAdversarialLoss')
-        if 'q_steps' in spec:
-            opt['train']['q_steps'] = spec['q_steps']
+        opt['train']['q_steps'] = spec.get('q_steps', 1)
     if 'align' in spec:
         opt['train']['align_opt'] = dict(spec['align'])
     return opt
