@@ -68,9 +68,9 @@ CURVE_POINTS = 3  # checkpoints per adaptation of a ``curve`` variant, scored fo
 # q_lr: optim_q's lr (default --adapt-lr), q_steps: train.q_steps, split_at: where F ends (RDN), align:
 # train.align_opt, self: target self-supervision, source_quality / synth_probability / target_quality:
 # TwoDomainDataset's options; batch: source (and target) crops per step (default --batch); lr: optim_g's lr (default
-# --adapt-lr); routed: also score it routed with the source model (QualityRoutedCARN); curve: in the curve plot;
-# explore: left out of the default grid (steps towards the recommendation, run them with --variants); text: what it
-# is, for the report.
+# --adapt-lr); seed: added to the variants' seed (--seed + 1); routed: also score it routed with the source model
+# (QualityRoutedCARN); curve: in the curve plot; explore: left out of the default grid (steps towards the
+# recommendation and checks of it, run them with --variants); text: what it is, for the report.
 SYNTH_SELF_B4_LR = dict(
     source_quality='both',
     self=True,
@@ -328,12 +328,8 @@ def step_defining(opt):
     """The options a training step on random data depends on: the model, networks, losses and optimisers, and the
     batch's shape (not the data's folders or QFs, the experiment's name, paths or logger)."""
     train_set = opt['datasets']['train']
-    return {
-        **{
-            k: v
-            for k, v in opt.items() if k not in ('name', 'path', 'logger', 'datasets')
-        }, 'batch': [train_set['batch_size_per_gpu'], train_set['gt_size']]
-    }
+    defining = {k: v for k, v in opt.items() if k not in ('name', 'path', 'logger', 'datasets')}
+    return dict(defining, batch=[train_set['batch_size_per_gpu'], train_set['gt_size']])
 
 
 def step_time_ratio(variant_opt, control_opt, steps=5, rounds=2):
