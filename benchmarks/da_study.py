@@ -403,17 +403,22 @@ class Scores:
         ``network``: its network_g options (default: the study's backbone). ``experts``: the checkpoints of a
         QualityRoutedCARN's experts, in order: where it sends every image of a set to one expert, its restorations
         are that expert's, so the expert's scores are taken."""
+
+        def load():  # only when it routes or restores: a cached score needs no network
+            return None if checkpoint is None else load_generator(network or cpu_network(self.backbone), checkpoint)
+
         scores = {}
+        stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
         for dataset in datasets:
             pairs = self.pairs(dataset, qf)
-            stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
-            net = None if checkpoint is None else load_generator(network or cpu_network(self.backbone), checkpoint)
-            chosen = {net.route(estimate_quality(lq)) for _, lq, _ in pairs} if experts else ()
-            if len(chosen) == 1:
-                scores.update(self(experts[chosen.pop()], qf, (dataset, )))
-                continue
+            if experts:
+                router = load()
+                chosen = {router.route(estimate_quality(lq)) for _, lq, _ in pairs}
+                if len(chosen) == 1:
+                    scores.update(self(experts[chosen.pop()], qf, (dataset, )))
+                    continue
             values = self.cache.get(f'{stamp}|{dataset}|qf{qf}|{len(pairs)}',
-                                    lambda: mean_scores(evaluate_pairs(pairs, net)))
+                                    lambda: mean_scores(evaluate_pairs(pairs, load())))
             scores.update({f'{dataset}_{metric}': value for metric, value in values.items()})
         return scores
 
