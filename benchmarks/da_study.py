@@ -97,6 +97,12 @@ def files_twin(spec, text):
     return dict({k: v for k, v in spec.items() if k != 'curve'}, target_quality='file', track='files', text=text)
 
 
+def expert_check(text, **changes):
+    """``EXPERT`` with ``changes``, a check of the recommendation outside the default grid: one row, no routed row
+    or curve."""
+    return dict(EXPERT, routed=False, curve=False, explore=True, text=text, **changes)
+
+
 VARIANTS = {
     'control':
     dict(track='-', curve=True, text='source-only fine-tuning for the same iterations (CARNModel)'),
@@ -211,11 +217,11 @@ VARIANTS = {
     'expert_files':
     files_twin(EXPERT, 'expert with the QF read from the files'),
     'expert_seed1':
-    dict(EXPERT, seed=1, routed=False, curve=False, explore=True, text='expert with the next seed'),
+    expert_check('expert with the next seed', seed=1),
     'expert_seed2':
-    dict(EXPERT, seed=2, routed=False, curve=False, explore=True, text='expert with the seed after'),
+    expert_check('expert with the seed after', seed=2),
     'expert_lr1e-3':
-    dict(EXPERT, lr=1e-3, routed=False, curve=False, explore=True, text='expert at lr 1e-3'),
+    expert_check('expert at lr 1e-3', lr=1e-3),
 }
 PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 
