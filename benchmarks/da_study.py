@@ -10,7 +10,8 @@ QFs supervised) and a blind model (QFs drawn uniformly from 10-90 per image, as 
 
 Tracks: ``pixels`` variants know the target only as decoded images (its QF, where needed, is estimated from the
 pixels, ``carn_da.data.jpeg.estimate_quality``); ``files`` variants read it from the JPEG headers. No variant reads a
-target ground truth.
+target ground truth. Where the QF read from every target file is the one estimated from its pixels, a files variant
+draws the same batches as its pixels twin, and the twin's model (trained once, deterministically) is taken for both.
 
 Variants marked ``routed`` get a second row: the variant routed with the source model (``QualityRoutedCARN``: each
 test image goes to the model of the quality nearest the one estimated from its pixels), scored like the others
@@ -35,6 +36,7 @@ import carn_da.compat  # noqa: F401
 
 import argparse
 import copy
+import cv2
 import json
 import numpy as np
 import os
@@ -52,7 +54,7 @@ from datetime import datetime, timezone
 from matplotlib.figure import Figure
 from os import path as osp
 
-from carn_da.data.jpeg import estimate_quality
+from carn_da.data.jpeg import estimate_quality, read_quality
 from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
 from carn_da.route import routed_state
 from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, latest_generator, load_generator,
@@ -68,9 +70,11 @@ CURVE_POINTS = 3  # checkpoints per adaptation of a ``curve`` variant, scored fo
 # q_lr: optim_q's lr (default --adapt-lr), q_steps: train.q_steps, split_at: where F ends (RDN), align:
 # train.align_opt, self: target self-supervision, source_quality / synth_probability / target_quality:
 # TwoDomainDataset's options; batch: source (and target) crops per step (default --batch); lr: optim_g's lr (default
-# --adapt-lr); seed: added to the variants' seed (--seed + 1); routed: also score it routed with the source model
-# (QualityRoutedCARN); curve: in the curve plot; explore: left out of the default grid (steps towards the
-# recommendation and checks of it, run them with --variants); text: what it is, for the report.
+# --adapt-lr); schedule: 'cosine' to anneal lr to 0 over the adaptation (BasicSR's CosineAnnealingRestartLR, one
+# period) instead of halving it at 3/4; seed: added to the variants' seed (--seed + 1); routed: also score it routed
+# with the source model (QualityRoutedCARN); curve: in the curve plot; explore: left out of the default grid (steps
+# towards the recommendation and checks of it, run them with --variants); twin: the pixels variant a files variant is
+# the twin of (see files_twin); text: what it is, for the report.
 SYNTH_SELF_B4_LR = dict(
     source_quality='both',
     self=True,
@@ -84,17 +88,19 @@ EXPERT = dict(
     self=True,
     target_quality='pixels',
     batch=4,
-    lr=5e-4,
+    lr=1e-3,
     routed=True,
     curve=True,
     text='a target expert: every source pair re-compressed at the target QF, plus self-supervision, 4 + 4 crops, '
-    'lr 5e-4')
+    'lr 1e-3')
 
 
-def files_twin(spec, text):
-    """``spec`` in the files track: the target's QF read from the JPEG headers instead of estimated from the pixels,
-    nothing else changed (no curve of its own: it would repeat its twin's)."""
-    return dict({k: v for k, v in spec.items() if k != 'curve'}, target_quality='file', track='files', text=text)
+def files_twin(twin, spec, text):
+    """``spec`` (variant ``twin``) in the files track: the target's QF read from the JPEG headers instead of estimated
+    from the pixels, nothing else changed (no curve of its own: it would repeat its twin's)."""
+    files = dict(spec, target_quality='file', track='files', twin=twin, text=text)
+    files.pop('curve', None)
+    return files
 
 
 def expert_check(text, **changes):
@@ -211,17 +217,27 @@ VARIANTS = {
         explore=True,
         text='synth_self_b4_lr5e-4 with a quarter of the source pairs re-compressed (more kept at the source QF)'),
     'synth_self_b4_lr5e-4_files':
-    files_twin(SYNTH_SELF_B4_LR, 'synth_self_b4_lr5e-4 with the QF read from the files'),
+    files_twin('synth_self_b4_lr5e-4', SYNTH_SELF_B4_LR, 'synth_self_b4_lr5e-4 with the QF read from the files'),
     'expert':
     EXPERT,
     'expert_files':
-    files_twin(EXPERT, 'expert with the QF read from the files'),
+    files_twin('expert', EXPERT, 'expert with the QF read from the files'),
     'expert_seed1':
     expert_check('expert with the next seed', seed=1),
     'expert_seed2':
     expert_check('expert with the seed after', seed=2),
-    'expert_lr1e-3':
-    expert_check('expert at lr 1e-3', lr=1e-3),
+    'expert_lr5e-4':
+    expert_check('expert at lr 5e-4, the learning rate of the source models (the recommendation before)', lr=5e-4),
+    'expert_lr5e-4_seed1':
+    expert_check('expert_lr5e-4 with the next seed', lr=5e-4, seed=1),
+    'expert_lr5e-4_seed2':
+    expert_check('expert_lr5e-4 with the seed after', lr=5e-4, seed=2),
+    'expert_lr5e-4_cos':
+    expert_check('expert_lr5e-4 with the learning rate annealed to 0 on a cosine', lr=5e-4, schedule='cosine'),
+    'expert_lr5e-4_cos_seed1':
+    expert_check('expert_lr5e-4_cos with the next seed', lr=5e-4, schedule='cosine', seed=1),
+    'expert_lr5e-4_cos_seed2':
+    expert_check('expert_lr5e-4_cos with the seed after', lr=5e-4, schedule='cosine', seed=2),
 }
 PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 
@@ -281,6 +297,13 @@ def variant_options(variant, name, data_root, source, target, args):
     opt['path']['pretrain_network_g'] = latest_generator(f'{args.prefix}_sq_qf{source}')
     if spec.get('curve'):
         opt['logger']['save_checkpoint_freq'] = max(1, args.adapt_iters // CURVE_POINTS)
+    if spec.get('schedule') == 'cosine':
+        opt['train']['scheduler'] = {
+            'type': 'CosineAnnealingRestartLR',
+            'periods': [args.adapt_iters],
+            'restart_weights': [1],
+            'eta_min': 0
+        }
     if variant == 'control':
         return opt
     if {'self', 'q', 'align'} & spec.keys():
@@ -328,6 +351,13 @@ def mean_logged(name, key):
         with open(osp.join(experiment_dir(name), log), encoding='utf-8') as f:
             values += [float(v) for v in re.findall(rf'{key}: ([-+.\deE]+)', f.read())]
     return float(np.mean(values)) if values else None
+
+
+def qualities_agree(folder):
+    """Whether the QF read from each JPEG header in ``folder`` is the one estimated from its decoded pixels: then
+    TwoDomainDataset gives every target the same QF with ``target_quality: file`` as with ``pixels``."""
+    paths = [entry.path for entry in os.scandir(folder) if entry.is_file()]
+    return all(read_quality(path) == estimate_quality(cv2.imread(path, cv2.IMREAD_GRAYSCALE)) for path in paths)
 
 
 def step_defining(opt):
@@ -531,10 +561,23 @@ def main():
         for direction in args.directions
         for variant in args.variants
     }
+    # a files twin whose target QFs all read as they are estimated draws its twin's batches: training is deterministic,
+    # so its twin's model is its model, trained once
+    agree = {
+        direction: qualities_agree(osp.join(args.data_root, 'Train400', f'qf{DIRECTIONS[direction][1]}'))
+        for direction in args.directions
+    }
+    same_as_twin = []
+    for direction, variant in list(variant_opts):
+        twin = VARIANTS[variant].get('twin')
+        if agree[direction] and twin in args.variants:
+            variant_opts[direction, variant] = variant_opts[direction, twin]
+            same_as_twin.append((direction, variant))
+    distinct = {opt['name']: opt for opt in variant_opts.values()}
     # the costlier steps first (self-supervision doubles a step's crops), so that the --jobs workers end together
     train_all(
         sorted(
-            variant_opts.values(),
+            distinct.values(),
             key=lambda opt: -opt['datasets']['train']['batch_size_per_gpu'] *
             (2 if opt['datasets']['train'].get('target_self_supervision') else 1)))
 
@@ -655,7 +698,10 @@ def main():
         title = f'### {direction}: source QF {source} -> target QF {target} (scores at QF {target})\n'
         gap_plot(osp.join(args.out, f'gap_{direction}.png'), direction, rows[1:])
         curve_plot(osp.join(args.out, f'curve_{direction}.png'), direction, curves, target)
-        markdown.append(title + '\n' + markdown_table(columns, rows) +
+        twins = ''.join(f'\n`{v}` is `{VARIANTS[v]["twin"]}`\'s model: the QF read from each target file equals the '
+                        'one estimated from its pixels, so the two draw the same batches.\n' for d, v in same_as_twin
+                        if d == direction)
+        markdown.append(title + '\n' + markdown_table(columns, rows) + twins +
                         f'\nPlots: `gap_{direction}.png`, `curve_{direction}.png`.\n')
         report['directions'][direction] = {'rows': rows, 'details': details, 'curves': curves}
     report['wall_seconds'] = {'total': time.time() - start, **wall}
