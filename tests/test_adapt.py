@@ -152,7 +152,7 @@ def test_adapt_paper_recipe_options(data, tmp_path):
     assert (opt['train']['optim_g']['lr'], opt['datasets']['train']['batch_size_per_gpu']) == (1e-4, 8)
     _, args = adapt.parse_args(argv[:-4])
     recommended = adapt.adapt_options(args, 1, None, torch.device('cpu'))
-    assert (recommended['train']['optim_g']['lr'], recommended['datasets']['train']['batch_size_per_gpu']) == (5e-4, 4)
+    assert (recommended['train']['optim_g']['lr'], recommended['datasets']['train']['batch_size_per_gpu']) == (1e-3, 4)
 
 
 def parsed_args(data, source_lq, target, out, *extra):
