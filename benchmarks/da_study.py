@@ -562,17 +562,15 @@ def main():
         for variant in args.variants
     }
     # a files twin whose target QFs all read as they are estimated draws its twin's batches: training is deterministic,
-    # so its twin's model is its model, trained once
+    # so its twin's model is its model, trained once (the target folder is read only where a twin and its twin run)
+    with_twin = [(d, v) for d, v in variant_opts if VARIANTS[v].get('twin') in args.variants]
     agree = {
         direction: qualities_agree(osp.join(args.data_root, 'Train400', f'qf{DIRECTIONS[direction][1]}'))
-        for direction in args.directions
+        for direction in dict.fromkeys(d for d, _ in with_twin)  # each direction once
     }
-    same_as_twin = []
-    for direction, variant in list(variant_opts):
-        twin = VARIANTS[variant].get('twin')
-        if agree[direction] and twin in args.variants:
-            variant_opts[direction, variant] = variant_opts[direction, twin]
-            same_as_twin.append((direction, variant))
+    same_as_twin = [(d, v) for d, v in with_twin if agree[d]]
+    for direction, variant in same_as_twin:
+        variant_opts[direction, variant] = variant_opts[direction, VARIANTS[variant]['twin']]
     distinct = {opt['name']: opt for opt in variant_opts.values()}
     # the costlier steps first (self-supervision doubles a step's crops), so that the --jobs workers end together
     train_all(
