@@ -18,12 +18,13 @@ test image goes to the model of the quality nearest the one estimated from its p
 (where it sends every image of a test set to one model, its restorations are that model's: their scores are taken).
 
 Reported per direction, on BSD68 and Set12 at the target QF: PSNR, PSNR-B, SSIM, the gap recovery
-(PSNR_variant - PSNR_DQ) / (PSNR_SQ - PSNR_DQ), BSD68 PSNR on the source QF and its change from the source model
-(forgetting), the discriminator's mean accuracy over training, and the time of one training step relative to a
-source-only step (measured in one process on random batches; it depends only on the model, network, loss and
-optimiser options and the batch shape, so it is measured once for both directions and for a files twin). Plots: gap
-recovery per variant (``gap_<direction>.png``) and Set12 PSNR at the target QF against adaptation iterations for the
-``curve`` variants (``curve_<direction>.png``).
+(PSNR_variant - PSNR_DQ) / (PSNR_SQ - PSNR_DQ), the PSNR on the source QF (on the first ``--source-limit`` BSD68 test
+images) and its change from the source model (forgetting), the discriminator's mean accuracy over training, and the
+time of one training step relative to a source-only step (measured in one process on random batches; it depends only
+on the model, network, loss and optimiser options and the batch shape, so it is measured once for both directions
+and for a files twin). Plots: gap
+recovery per variant (``gap_<direction>.png``) and the PSNR at the target QF on the first ``--curve-limit`` Set12
+images against adaptation iterations for the ``curve`` variants (``curve_<direction>.png``).
 Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/datasets.
 
     OMP_NUM_THREADS=1 python benchmarks/da_study.py --test-limit 12 --jobs 2   # the default grid, two jobs at a time
@@ -434,11 +435,11 @@ class Scores:
     def __init__(self, cache, backbone, pairs):
         self.cache, self.backbone, self.pairs = cache, backbone, pairs
 
-    def __call__(self, checkpoint, qf, datasets=TEST_SETS, network=None, experts=None):
+    def __call__(self, checkpoint, qf, datasets=TEST_SETS, network=None, experts=None, limit=None):
         """{'<dataset>_<metric>': mean} of ``checkpoint`` (None: the JPEG input) at ``qf`` on ``datasets``;
         ``network``: its network_g options (default: the study's backbone). ``experts``: the checkpoints of a
         QualityRoutedCARN's experts, in order: where it sends every image of a set to one expert, its restorations
-        are that expert's, so the expert's scores are taken."""
+        are that expert's, so the expert's scores are taken. ``limit``: only the first ``limit`` test pairs."""
 
         def load():  # only when it routes or restores: a cached score needs no network
             return None if checkpoint is None else load_generator(network or cpu_network(self.backbone), checkpoint)
@@ -446,12 +447,12 @@ class Scores:
         scores = {}
         stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
         for dataset in datasets:
-            pairs = self.pairs(dataset, qf)
+            pairs = self.pairs(dataset, qf)[:limit]
             if experts:
                 router = load()
                 chosen = {router.route(estimate_quality(lq)) for _, lq, _ in pairs}
                 if len(chosen) == 1:
-                    scores.update(self(experts[chosen.pop()], qf, (dataset, )))
+                    scores.update(self(experts[chosen.pop()], qf, (dataset, ), limit=limit))
                     continue
             values = self.cache.get(f'{stamp}|{dataset}|qf{qf}|{len(pairs)}',
                                     lambda: mean_scores(evaluate_pairs(pairs, load())))
@@ -493,14 +494,15 @@ def gap_plot(path, direction, rows):
     fig.savefig(path)
 
 
-def curve_plot(path, direction, curves, target):
-    """Set12 PSNR at the target QF against adaptation iterations, one line per variant."""
+def curve_plot(path, direction, curves, target, images):
+    """PSNR on the first ``images`` Set12 images at the target QF against adaptation iterations, one line per
+    variant."""
     fig = Figure(figsize=(7, 4.5), dpi=100)
     ax = fig.add_subplot()
     for label, points in curves.items():
         ax.plot(*zip(*points), marker='o', label=label)
     ax.set_xlabel('adaptation iterations')
-    ax.set_ylabel(f'Set12 PSNR at QF {target} (dB)')
+    ax.set_ylabel(f'Set12 ({images} images) PSNR at QF {target} (dB)')
     ax.set_title(direction)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -531,12 +533,23 @@ def main():
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--test-limit', type=int, default=None, help='Only the first N images of each test set.')
     parser.add_argument(
+        '--source-limit',
+        type=int,
+        default=6,
+        help='BSD68 images (the first N of the test images) of the PSNR at the source QF and its change.')
+    parser.add_argument(
+        '--curve-limit',
+        type=int,
+        default=7,
+        help='Set12 images (the first N of the test images) of the curves: its first 7 are its 256x256 images.')
+    parser.add_argument(
         '--jobs',
         type=int,
         default=1,
         help='Trainings run at a time (one process each), and scorings and step-time ratios (one thread each).')
     args = parser.parse_args()
     args.prefix = args.prefix or f'da_study_{args.backbone}'
+    args.source_limit, args.curve_limit = (min(n, args.test_limit or n) for n in (args.source_limit, args.curve_limit))
     args.out = args.out or osp.join(ROOT, 'results', args.prefix)
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
@@ -619,7 +632,7 @@ def main():
             """Scores at the target QF and BSD68 PSNR at the source QF (None: the JPEG input, target QF only)."""
             if checkpoint is None:
                 return scores(None, target)
-            source_psnr = scores(checkpoint, source, ('BSD68', ), network, experts)['BSD68_psnr']
+            source_psnr = scores(checkpoint, source, ('BSD68', ), network, experts, args.source_limit)['BSD68_psnr']
             return {**scores(checkpoint, target, network=network, experts=experts), 'source_psnr': source_psnr}
 
         def step_ratio(opt):  # kept by what a step on random data depends on: no names, paths or logger options
@@ -627,7 +640,7 @@ def main():
             return cache.get(f'step_ratio|{key}', lambda: step_time_ratio(opt, control_opt))
 
         def curve_point(checkpoint):
-            return scores(checkpoint, target, ('Set12', ))['Set12_psnr']
+            return scores(checkpoint, target, ('Set12', ), limit=args.curve_limit)['Set12_psnr']
 
         checkpoints = {'JPEG': (None, )}
         checkpoints.update({label: (latest_generator(name), ) for label, name in models.items()})
@@ -642,15 +655,15 @@ def main():
                 network = routed_model(checkpoint, list(zip((source, target), experts)), args.backbone)
                 routed[f'{variant} + routing ({VARIANTS[variant].get("track", "pixels")})'] = (checkpoint, network,
                                                                                                experts)
-        intermediate = {}  # curve variant: {iteration: checkpoint} before the last (net_g_latest, scored for its row)
+        curve_checkpoints = {}  # curve variant: {adaptation iteration: checkpoint}, from the source model's on
         for variant in args.variants:
             if VARIANTS[variant].get('curve'):
-                folder = osp.join(experiment_dir(models[labels[variant]]), 'models')
-                found = (re.fullmatch(r'net_g_(\d+)\.pth', f) for f in sorted(os.listdir(folder)))
-                intermediate[variant] = {
-                    int(m[1]): osp.join(folder, m[0])
-                    for m in found if m and int(m[1]) < args.adapt_iters
-                }
+                name = models[labels[variant]]
+                folder = osp.join(experiment_dir(name), 'models')
+                found = (re.fullmatch(r'net_g_(\d+)\.pth', f) for f in os.listdir(folder))
+                points = {int(m[1]): osp.join(folder, m[0]) for m in found if m and int(m[1]) < args.adapt_iters}
+                curve_checkpoints[variant] = {0: latest_generator(models[dq_label]), **points}
+                curve_checkpoints[variant][args.adapt_iters] = latest_generator(name)
         # scorings and step times: --jobs threads of one torch thread each (torch ops release the GIL), each step time
         # measured against a source-only step in alternating rounds, so that the other thread's load hits both
         torch.set_num_threads(1)
@@ -660,7 +673,7 @@ def main():
             ratio_jobs = {v: pool.submit(step_ratio, variant_opts[direction, v]) for v in args.variants}
             curve_jobs = {
                 (v, it): pool.submit(curve_point, c)
-                for v, points in intermediate.items()
+                for v, points in curve_checkpoints.items()
                 for it, c in points.items()
             }
             row_jobs.update({label: pool.submit(row, *spec) for label, spec in routed.items()})  # after their experts
@@ -684,18 +697,18 @@ def main():
             values['forgetting'] = values['source_psnr'] - dq['source_psnr']
             values.update({k: v for k, v in details.get(label, {}).items() if v is not None})
         curves = {
-            labels[v]: [(0, dq['Set12_psnr'])] + [(it, curve_psnr[v, it]) for it in sorted(points)] +
-            [(args.adapt_iters, values_of[labels[v]]['Set12_psnr'])]
-            for v, points in intermediate.items()
+            labels[v]: [(it, curve_psnr[v, it]) for it in sorted(points)]
+            for v, points in curve_checkpoints.items()
         }
         columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
                    for m in ('psnr', 'psnrb', 'ssim')]
         columns += [(f'{d}_gap', f'{d} gap recovered %') for d in TEST_SETS]
-        columns += [('source_psnr', f'BSD68 PSNR at QF {source}'), ('forgetting', 'change at source QF (dB)'),
-                    ('acc_q', 'Q accuracy'), ('step_ratio', 'step time / source-only step')]
+        columns += [('source_psnr', f'BSD68 PSNR at QF {source} ({args.source_limit} images)'),
+                    ('forgetting', 'change at source QF (dB)'), ('acc_q', 'Q accuracy'),
+                    ('step_ratio', 'step time / source-only step')]
         title = f'### {direction}: source QF {source} -> target QF {target} (scores at QF {target})\n'
         gap_plot(osp.join(args.out, f'gap_{direction}.png'), direction, rows[1:])
-        curve_plot(osp.join(args.out, f'curve_{direction}.png'), direction, curves, target)
+        curve_plot(osp.join(args.out, f'curve_{direction}.png'), direction, curves, target, args.curve_limit)
         twins = ''.join(f'\n`{v}` is `{VARIANTS[v]["twin"]}`\'s model: the QF read from each target file equals the '
                         'one estimated from its pixels, so the two draw the same batches.\n' for d, v in same_as_twin
                         if d == direction)

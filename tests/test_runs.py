@@ -1,8 +1,10 @@
 import os
 import pytest
+import torch
 from os import path as osp
+from tiny import train_options
 
-from carn_da.runs import changed_options, experiment_dir, latest_generator, train_unless_done, write_options
+from carn_da.runs import changed_options, experiment_dir, latest_generator, train, train_unless_done, write_options
 
 
 def test_changed_options_names_the_dotted_keys_that_differ():
@@ -22,3 +24,25 @@ def test_a_finished_experiment_is_reused_only_with_the_options_it_recorded(exper
     assert train_unless_done(dict(opt, logger={'print_freq': 1}), str(tmp_path)) == 0.0  # the logger may differ
     with pytest.raises(ValueError, match=rf'datasets\.train\.batch_size_per_gpu in {recorded}'):
         train_unless_done(dict(opt, datasets={'train': {'batch_size_per_gpu': 4}}), str(tmp_path))
+
+
+def test_a_preloaded_training_trains_what_a_new_interpreter_trains(jpeg_dataset, experiment_name, tmp_path):
+    names = [experiment_name('preloaded'), experiment_name('interpreter')]
+    for name, preloaded in zip(names, (True, False)):
+        train(
+            write_options(train_options(name, jpeg_dataset), tmp_path / f'{name}.yml'), quiet=True, preloaded=preloaded)
+    weights = [torch.load(latest_generator(name), weights_only=True)['params'] for name in names]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    with open(
+            next(f.path for f in os.scandir(experiment_dir(names[0])) if f.name.startswith('train_')),
+            encoding='utf-8') as f:
+        assert f'name: {names[0]}' in f.read()  # its own log, not another training's
+
+
+def test_a_failed_preloaded_training_raises_naming_its_options(jpeg_dataset, experiment_name, tmp_path):
+    opt = train_options(experiment_name('broken'), jpeg_dataset)
+    opt['datasets']['train']['dataroot_lq'] = str(tmp_path / 'missing')
+    path = write_options(opt, tmp_path / 'broken.yml')
+    with pytest.raises(RuntimeError, match=rf'training failed \(exit 1\): .*{path}'):
+        train(path, quiet=True, preloaded=True)
