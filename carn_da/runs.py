@@ -146,9 +146,9 @@ def changed_options(old, new, prefix=''):
 
 
 def train_unless_done(opt, options_dir):
-    """Train ``opt`` (written to ``options_dir``) unless an experiment of its name finished already; return the wall
-    time in seconds (0 when reused). ValueError if that experiment recorded other options (its logger aside): a
-    changed recipe never reuses a model trained by the old one."""
+    """Train ``opt`` (written to ``options_dir``, in a preloaded process: see :func:`train`) unless an experiment of
+    its name finished already; return the wall time in seconds (0 when reused). ValueError if that experiment recorded
+    other options (its logger aside): a changed recipe never reuses a model trained by the old one."""
     if osp.isfile(latest_generator(opt['name'])):
         recorded = osp.join(experiment_dir(opt['name']), f'{opt["name"]}.yml')
         changed = []
