@@ -26,18 +26,19 @@ def test_a_finished_experiment_is_reused_only_with_the_options_it_recorded(exper
         train_unless_done(dict(opt, datasets={'train': {'batch_size_per_gpu': 4}}), str(tmp_path))
 
 
-def test_a_preloaded_training_trains_what_a_new_interpreter_trains(jpeg_dataset, experiment_name, tmp_path):
-    names = [experiment_name('preloaded'), experiment_name('interpreter')]
-    for name, preloaded in zip(names, (True, False)):
+def test_preloaded_trainings_train_what_a_new_interpreter_trains(jpeg_dataset, experiment_name, tmp_path):
+    names = [experiment_name('preloaded1'), experiment_name('preloaded2'), experiment_name('interpreter')]
+    for name, preloaded in zip(names, (True, True, False)):
         train(
             write_options(train_options(name, jpeg_dataset), tmp_path / f'{name}.yml'), quiet=True, preloaded=preloaded)
     weights = [torch.load(latest_generator(name), weights_only=True)['params'] for name in names]
-    assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    with open(
-            next(f.path for f in os.scandir(experiment_dir(names[0])) if f.name.startswith('train_')),
-            encoding='utf-8') as f:
-        assert f'name: {names[0]}' in f.read()  # its own log, not another training's
+    for other in weights[1:]:
+        assert other.keys() == weights[0].keys()
+        assert all(torch.equal(other[k], weights[0][k]) for k in weights[0])
+    for name in names[:2]:  # each its own log: the second does not log into the first's file
+        log = next(f.path for f in os.scandir(experiment_dir(name)) if f.name.startswith('train_'))
+        with open(log, encoding='utf-8') as f:
+            assert f'name: {name}' in f.read()
 
 
 def test_a_failed_preloaded_training_raises_naming_its_options(jpeg_dataset, experiment_name, tmp_path):
