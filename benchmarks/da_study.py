@@ -22,9 +22,9 @@ Reported per direction, on BSD68 and Set12 at the target QF: PSNR, PSNR-B, SSIM,
 images) and its change from the source model (forgetting), the discriminator's mean accuracy over training, and the
 time of one training step relative to a source-only step (measured in one process on random batches; it depends only
 on the model, network, loss and optimiser options and the batch shape, so it is measured once for both directions
-and for a files twin). Plots: gap
-recovery per variant (``gap_<direction>.png``) and the PSNR at the target QF on the first ``--curve-limit`` Set12
-images against adaptation iterations for the ``curve`` variants (``curve_<direction>.png``).
+and for a files twin). Plots: gap recovery per variant (``gap_<direction>.png``) and the PSNR at the target QF on the
+first ``--curve-limit`` Set12 images against adaptation iterations for the ``curve`` variants
+(``curve_<direction>.png``).
 Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/datasets.
 
     OMP_NUM_THREADS=1 python benchmarks/da_study.py --test-limit 12 --jobs 2   # the default grid, two jobs at a time
