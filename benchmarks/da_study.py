@@ -9,7 +9,7 @@ peers are trained from scratch for the whole budget (source + adaptation iterati
 QFs supervised) and a blind model (QFs drawn uniformly from 10-90 per image, as DnCNN-3 and FBCNN are trained).
 
 Tracks: ``pixels`` variants know the target only as decoded images (its QF, where needed, is estimated from the
-pixels, ``carn_da.data.jpeg.estimate_quality``); ``files`` variants read it from the JPEG headers. No variant reads a
+pixels, ``carn_da.utils.jpeg.estimate_quality``); ``files`` variants read it from the JPEG headers. No variant reads a
 target ground truth. Where the QF read from every target file is the one estimated from its pixels, a files variant
 draws the same batches as its pixels twin, and the twin's model (trained once, deterministically) is taken for both.
 
@@ -55,7 +55,7 @@ from datetime import datetime, timezone
 from matplotlib.figure import Figure
 from os import path as osp
 
-from carn_da.data.jpeg import estimate_quality, read_quality
+from carn_da.utils.jpeg import estimate_quality, read_quality
 from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
 from carn_da.route import routed_state
 from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, latest_generator, load_generator,

@@ -1,4 +1,4 @@
-"""Accuracy and speed of ``carn_da.data.jpeg.estimate_quality`` (JPEG quality from decoded pixels only).
+"""Accuracy and speed of ``carn_da.utils.jpeg.estimate_quality`` (JPEG quality from decoded pixels only).
 
 Every image of each ``--gt`` folder (converted to grayscale) is compressed with ``jpeg_compress`` at each ``--qf``;
 the quality is estimated from the decoded pixels and compared with the truth. Prints a Markdown table per QF: images,
@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from os import path as osp
 
-from carn_da.data.jpeg import estimate_quality, jpeg_compress, to_gray
+from carn_da.utils.jpeg import estimate_quality, jpeg_compress, to_gray
 from carn_da.runs import ROOT
 
 DEFAULT_GT = [osp.join('datasets', 'BSD68', 'gt'), osp.join('datasets', 'Set12', 'gt')]

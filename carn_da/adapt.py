@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from carn_da.archs.splittable import require_splittable
 from carn_da.data.image_pairs import header_size, image_paths, images_by_stem
-from carn_da.data.jpeg import estimate_quality, quality_histogram, read_quality, to_gray
+from carn_da.utils.jpeg import estimate_quality, quality_histogram, read_quality, to_gray
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.evaluate import UserError, choose_device
 from carn_da.evaluation import METRICS, image_scores, markdown_table, mean_scores

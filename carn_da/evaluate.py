@@ -6,7 +6,7 @@
         --test BSD68=datasets/BSD68/gt --test Set12=datasets/Set12/gt --qf 10 70 --plot-qfs 10 30 50 70 90 \\
         --residual-image Set12/01 --out results/eval
 
-Ground truths are read as 8-bit grayscale (colour through ``carn_da.data.jpeg.to_gray``) and JPEG-compressed at
+Ground truths are read as 8-bit grayscale (colour through ``carn_da.utils.jpeg.to_gray``) and JPEG-compressed at
 every QF with OpenCV, or read from prepared JPEG folders (``--lq-dir``). PSNR, PSNR-B and SSIM are those of
 ``carn_da.evaluation`` (8-bit, crop border 0). Writes ``table.md`` (also printed), ``scores.csv``, ``scores.json``,
 ``gain_vs_qf.png`` and, with ``--residual-image``, ``residuals.png`` under ``--out`` (figures drawn with
@@ -28,7 +28,7 @@ from os import path as osp
 from tqdm import tqdm
 
 from carn_da.data.image_pairs import images_by_stem
-from carn_da.data.jpeg import jpeg_compress, to_gray
+from carn_da.utils.jpeg import jpeg_compress, to_gray
 from carn_da.evaluation import (METRICS, add_inference_arguments, check_inference_arguments, image_scores, load_pairs,
                                 markdown_table, mean_scores, restore)
 from carn_da.runs import load_generator, load_options

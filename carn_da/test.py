@@ -1,7 +1,10 @@
-"""Test with BasicSR: ``python carn_da/test.py -opt options/X.yml`` (or ``python -m carn_da.test -opt ...``)."""
-from os import path as osp
+"""Test with BasicSR: ``python carn_da/test.py -opt options/X.yml`` (``python -m carn_da.test``, ``carn-da test``).
+
+Results go under the current folder (``results/<name>``), where the relative paths of the option file are read from.
+"""
+import os
 
 from carn_da.pipelines import test_pipeline
 
 if __name__ == '__main__':
-    test_pipeline(osp.abspath(osp.join(__file__, osp.pardir, osp.pardir)))
+    test_pipeline(os.getcwd())

@@ -14,7 +14,7 @@ import sys
 from os import path as osp
 from prepare_data import prepare
 
-from carn_da.data.jpeg import to_gray
+from carn_da.utils.jpeg import to_gray
 
 TRAIN_PHOTOS = ('astronaut', 'chelsea', 'motorcycle_left', 'brick', 'grass', 'gravel', 'moon', 'coins', 'page', 'ihc')
 TEST_PHOTOS = ('camera', 'coffee')

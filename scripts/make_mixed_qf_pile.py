@@ -12,7 +12,7 @@ import os
 from os import path as osp
 
 from carn_da.data.image_pairs import list_images
-from carn_da.data.jpeg import quality_histogram, to_gray
+from carn_da.utils.jpeg import quality_histogram, to_gray
 
 
 def main(argv=None):

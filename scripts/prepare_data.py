@@ -27,7 +27,7 @@ from multiprocessing import Pool
 from os import path as osp
 from tqdm import tqdm
 
-from carn_da.data.jpeg import check_quality, jpeg_encode, to_gray
+from carn_da.utils.jpeg import check_quality, jpeg_encode, to_gray
 
 IMG_EXTENSIONS = ('.png', '.bmp', '.tif', '.tiff')
 JPEG_EXTENSIONS = ('.jpg', '.jpeg', '.jpe', '.jfif')

@@ -12,7 +12,7 @@ from os import path as osp
 
 from carn_da import adapt, cli
 from carn_da.archs.rdn_arch import RDN
-from carn_da.data.jpeg import quality_histogram
+from carn_da.utils.jpeg import quality_histogram
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.restore import load_model
 from carn_da.runs import experiment_dir, latest_generator

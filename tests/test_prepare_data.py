@@ -8,7 +8,7 @@ import sys
 from basicsr.utils import FileClient, imfrombytes
 from os import path as osp
 
-from carn_da.data.jpeg import check_quality, jpeg_compress, jpeg_encode, to_gray
+from carn_da.utils.jpeg import check_quality, jpeg_compress, jpeg_encode, to_gray
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'scripts'))
 import make_demo_data  # noqa: E402

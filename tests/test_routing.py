@@ -8,7 +8,7 @@ from test_restore import save_model
 
 from carn_da import cli
 from carn_da.archs.quality_routed_arch import QualityRoutedCARN
-from carn_da.data.jpeg import jpeg_compress
+from carn_da.utils.jpeg import jpeg_compress
 from carn_da.evaluation import infer
 from carn_da.restore import load_model
 

@@ -4,7 +4,7 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from carn_da.data.jpeg import check_quality, estimate_quality
+from carn_da.utils.jpeg import check_quality, estimate_quality
 
 
 @ARCH_REGISTRY.register()

@@ -6,7 +6,7 @@ from torch.utils import data as data
 from carn_da.data.image_pairs import (BadImageError, augment, check_color, check_patch_fits, check_root,
                                       check_same_size, choose_subset, image_paths, make_file_client, paired_crop,
                                       paired_paths, read_image, size_error, size_reader, to_tensor)
-from carn_da.data.jpeg import check_quality, jpeg_compress
+from carn_da.utils.jpeg import check_quality, jpeg_compress
 
 
 @DATASET_REGISTRY.register()
