@@ -4,10 +4,10 @@ import os
 import pytest
 import shutil
 from os import path as osp
+from tiny import REPO
 
-from carn_da.runs import ROOT
 
-SHARED_DATASETS = osp.join(ROOT, os.pardir, 'shared', 'datasets')
+SHARED_DATASETS = osp.join(REPO, os.pardir, 'shared', 'datasets')
 
 
 def textured_image(rng, height, width):
@@ -54,4 +54,4 @@ def experiment_name():
     yield make
     for name in names:
         for top in ('experiments', 'tb_logger'):
-            shutil.rmtree(osp.join(ROOT, top, name), ignore_errors=True)
+            shutil.rmtree(osp.join(REPO, top, name), ignore_errors=True)

@@ -10,14 +10,14 @@ import sys
 import torch
 from basicsr import train as basicsr_train
 from os import path as osp
-from tiny import model_options, train_options
+from tiny import REPO, model_options, train_options
 from torch import distributed as dist
 from torch import multiprocessing
 
 from carn_da.models.carn_da_model import CARNDAModel
 from carn_da.models.carn_model import CARNModel
 from carn_da.pipelines import train_pipeline
-from carn_da.runs import ROOT, experiment_dir, write_options
+from carn_da.runs import experiment_dir, write_options
 
 MODELS = {'CARNModel': CARNModel, 'CARNDAModel': CARNDAModel}
 
@@ -65,7 +65,7 @@ def train_rank(rank, port, opt_path, out_dir):
         return models[0]
 
     basicsr_train.build_model = build
-    train_pipeline(ROOT)
+    train_pipeline(REPO)
     torch.save({
         'net_g': bare_state(models[0], 'net_g'),
         'net_q': bare_state(models[0], 'net_q'),

@@ -6,7 +6,7 @@ import yaml
 from os import path as osp
 
 from carn_da import recipes
-from carn_da.runs import ROOT
+from tiny import REPO
 
 
 def recipe_of(path):
@@ -25,10 +25,10 @@ def recipe_of(path):
     return recipes.option_file(kind, backbone, source, target, setting)
 
 
-OPTION_FILES = sorted(glob.glob(osp.join(ROOT, 'options', '**', '*.yml'), recursive=True))
+OPTION_FILES = sorted(glob.glob(osp.join(REPO, 'options', '**', '*.yml'), recursive=True))
 
 
-@pytest.mark.parametrize('path', OPTION_FILES, ids=[osp.relpath(p, ROOT) for p in OPTION_FILES])
+@pytest.mark.parametrize('path', OPTION_FILES, ids=[osp.relpath(p, REPO) for p in OPTION_FILES])
 def test_option_file_is_its_recipe(path):
     with open(path, encoding='utf-8') as f:
         written = yaml.safe_load(f)

@@ -10,7 +10,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 from os import path as osp
 
 import carn_da  # noqa: F401
-from carn_da.runs import ROOT
+from tiny import REPO
 
 PARTS = [(ARCH_REGISTRY,
           ['RDN', 'DnCNN', 'MemNet', 'ARCNN', 'SplitCARN', 'QualityDiscriminator', 'PatchQualityDiscriminator']),
@@ -33,7 +33,7 @@ def test_basicsr_parts_stay_available():
 def test_module_entry_point_parses_basicsr_options():
     """``python -m carn_da.train`` is BasicSR's option parser with the plugin loaded."""
     result = subprocess.run([sys.executable, '-m', 'carn_da.train', '--help'],
-                            cwd=ROOT,
+                            cwd=REPO,
                             capture_output=True,
                             text=True,
                             timeout=120)
@@ -43,7 +43,7 @@ def test_module_entry_point_parses_basicsr_options():
 
 @pytest.mark.parametrize('direction', ['lq2hq', 'hq2lq'])
 def test_recommended_option_files_build_the_self_supervised_model(direction):
-    with open(osp.join(ROOT, 'options', f'train_rdn_da_{direction}_recommended.yml'), encoding='utf-8') as f:
+    with open(osp.join(REPO, 'options', f'train_rdn_da_{direction}_recommended.yml'), encoding='utf-8') as f:
         opt = yaml.safe_load(f)
     opt['network_g'].update(num_feat=8, num_block=2, num_layer=2, growth=8)  # the paper's RDN, smaller: a quick build
     opt.update(is_train=True, dist=False, num_gpu=0, rank=0, world_size=1)

@@ -17,14 +17,14 @@ import torch
 from basicsr import train as basicsr_train
 from basicsr.utils import get_root_logger
 from os import path as osp
-from tiny import TINY_Q, TINY_RDN, model_options, train_options
+from tiny import REPO, TINY_Q, TINY_RDN, model_options, train_options
 
 from carn_da.data.image_pairs import BadImageError
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.models.carn_da_model import CARNDAModel
 from carn_da.models.carn_model import CARNModel, atomic_save, rng_state, set_rng_state
 from carn_da.pipelines import check_options, latest_training_state, train_pipeline
-from carn_da.runs import ROOT, experiment_dir, write_options
+from carn_da.runs import experiment_dir, write_options
 
 
 def write_images(folder, names, h=40, w=48, quality=None):
@@ -258,7 +258,7 @@ def test_nan_loss_stops_training_naming_the_iteration_and_keeps_the_last_checkpo
     opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 1e30}
     result = subprocess.run([sys.executable, 'carn_da/train.py', '-opt',
                              str(write_options(opt, tmp_path / 'o.yml'))],
-                            cwd=ROOT,
+                            cwd=REPO,
                             capture_output=True,
                             text=True,
                             timeout=300,
@@ -292,7 +292,7 @@ def run_training(argv, log_path, pause_at=None, paused=None):
         return model
 
     basicsr_train.build_model = build
-    train_pipeline(ROOT)
+    train_pipeline(REPO)
 
 
 def trained_iters(log_path):

@@ -13,10 +13,11 @@ from basicsr.metrics import calculate_psnr
 from conftest import textured_image
 from os import path as osp
 
-from carn_da.runs import ROOT, experiment_dir, latest_generator
+from carn_da.runs import experiment_dir, latest_generator
 
-sys.path.insert(0, osp.join(ROOT, 'scripts'))
+sys.path.insert(0, osp.join(REPO, 'scripts'))
 import reproduce  # noqa: E402
+from tiny import REPO
 
 TINY_RDN = "{num_feat: 8, num_block: 2, num_layer: 2, growth: 4}"
 ITERS_SCALE = 0.002  # SQ and BQ: ceil(1800 * 0.002) = 4 iterations, DA: ceil(600 * 0.002) = 2
@@ -58,7 +59,7 @@ def reproduced(tmp_path_factory):
     finally:
         for key, _, _ in reproduce.TRAININGS:
             for top in ('experiments', 'tb_logger'):
-                shutil.rmtree(osp.join(ROOT, top, f'{prefix}_{key}'), ignore_errors=True)
+                shutil.rmtree(osp.join(REPO, top, f'{prefix}_{key}'), ignore_errors=True)
 
 
 def test_every_training_ran_with_its_data_and_source(reproduced):

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import torch
 from os import path as osp
-from tiny import TINY_RDN, train_options
+from tiny import REPO, TINY_RDN, train_options
 
-from carn_da.runs import ROOT, experiment_dir, load_generator, write_options
+from carn_da.runs import experiment_dir, load_generator, write_options
 
 
 def options(name, data, model_type='CARNModel', total_iter=20, network_g=TINY_RDN, pretrain=None):
@@ -34,7 +34,7 @@ def options(name, data, model_type='CARNModel', total_iter=20, network_g=TINY_RD
 def run_train(opt_path, *args):
     result = subprocess.run(
         [sys.executable, 'carn_da/train.py', '-opt', str(opt_path), *args],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300)
@@ -63,7 +63,7 @@ def test_supervised_training_saves_checkpoints_and_validates(source_run):
     for metric in ('psnr', 'psnrb', 'ssim'):
         assert f'# {metric}:' in log
     assert 'l_pix:' in log
-    assert glob.glob(osp.join(ROOT, 'tb_logger', source_run, 'events.out.tfevents.*'))
+    assert glob.glob(osp.join(REPO, 'tb_logger', source_run, 'events.out.tfevents.*'))
 
 
 def test_domain_adaptation_trains_saves_both_networks_and_resumes(source_run, jpeg_dataset, experiment_name, tmp_path):

@@ -1,7 +1,10 @@
 """Tiny networks and the options of the tests' models and trainings: they build and train in moments on a CPU."""
 from os import path as osp
 
-from carn_da.runs import VALIDATION_METRICS
+from carn_da.recipes import VALIDATION_METRICS
+
+# the checkout the tests run in: its experiments/, tb_logger/, options/ and scripts/
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 8}
 TINY_Q = {'type': 'QualityDiscriminator', 'num_feat': 8, 'hidden': 16, 'pooling': 'avgstd'}
