@@ -1,14 +1,19 @@
+import re
 from setuptools import find_packages, setup
+
+# the version is carn_da.__version__, read without importing the package (and torch with it)
+with open('carn_da/__init__.py', encoding='utf-8') as f:
+    VERSION = re.search(r"__version__ = '([^']+)'", f.read())[1]
 
 setup(
     name='carn-da',
-    version='0.1.0',
+    version=VERSION,
     description='Compression-artifact reduction networks with domain adaptation across JPEG quality, '
     'a BasicSR plugin (Ham, Yoo, Kang, Proc. SPIE 11842, 2021)',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['carn_da', 'carn_da.*']),
-    python_requires='>=3.9',
+    python_requires='>=3.10',  # zip(strict=True)
     install_requires=[
         'torch', 'torchvision', 'basicsr>=1.4.2', 'numpy', 'opencv-python', 'pyyaml', 'lmdb', 'tb-nightly',
         'scikit-image', 'matplotlib', 'tqdm', 'pillow'

@@ -1,26 +1,40 @@
-"""BasicSR's train and test pipelines with the plugin registered and BasicSR 1.4.2's gaps closed.
+"""BasicSR's train and test pipelines with the plugin registered, and the five places where they are patched.
 
-The replacements below are installed on BasicSR's module objects at run time; BasicSR's files are not touched.
+BasicSR has no plugin loading: its registries hold what has been imported when an option file is parsed, and
+``basicsr/train.py`` imports only BasicSR. So ``python basicsr/train.py -opt options/X.yml`` cannot see the plugin
+(``KeyError: No object named 'TwoDomainDataset'``); ``python carn_da/train.py`` (or ``carn-da train``) takes the same
+arguments, imports ``carn_da`` (which fills the registries) and runs BasicSR's own pipeline. The patches below are
+set on BasicSR's module objects when that pipeline starts; BasicSR's files are not touched. Each replaces one
+function or class that basicsr 1.4.2 looks up by name at run time:
 
-- Options (``parse_options``): an unknown ``model_type``, network, loss, dataset or metric ``type`` fails before
-  anything is built, with a message that names the option and lists the registered names.
-- Distributed training on CPU (``init_dist``): BasicSR calls ``torch.cuda.set_device`` and uses nccl
-  unconditionally. Here the backend is ``dist_params.backend`` if given, else the environment variable
-  ``CARN_DA_DIST_BACKEND``, else nccl if CUDA is available and gloo if not. ``parse_options`` initialises the
-  process group before ``num_gpu`` is read, hence the variable: a CPU run on a machine with GPUs sets
-  ``CARN_DA_DIST_BACKEND=gloo`` and ``num_gpu: 0``. With gloo, ``--launcher pytorch`` (torchrun) initialises the
-  group from torchrun's environment and selects no GPU (gloo is for CPU training here); nccl, and Slurm
-  (``--launcher slurm``, which needs CUDA), go through BasicSR's ``init_dist``.
-- Resume (``load_resume_state``): basicsr 1.4.2 maps the saved state with ``torch.cuda.current_device()`` (fails
-  without a GPU) and, for ``--auto_resume``, looks for states under ``experiments/`` relative to the working
-  directory. Here the state is loaded onto the device BasicSR's ``num_gpu`` picked, with ``weights_only=True``, and
-  ``--auto_resume`` takes the experiment's latest state whose networks were all saved.
-- Exact resume (``ResumableSampler``): BasicSR restarts the resumed epoch from its first batch and does not save
-  random states. Here the resumed epoch continues after the batches the saved run had drawn, with the random
-  states the saved run had then (saved by ``CARNModel``). With ``num_worker_per_gpu: 0`` and no ``prefetch_mode``
-  the resumed run is identical to an uninterrupted one (same batches, crops, flips, targets and weights). With
-  data workers, or a prefetcher that reads ahead, the order of the images is kept but their random crops and
-  flips are not: the workers' random states are BasicSR's per-epoch seeds and not saved.
+1. ``basicsr.train.parse_options`` -> :func:`parse_options`. BasicSR builds each part when it first needs it, so a
+   typo in a ``type`` fails after the experiment folder is made, with ``KeyError`` naming no option. Here every
+   ``model_type``, network, loss, dataset and metric ``type`` is checked first, naming the option and listing the
+   registered names.
+2. ``basicsr.utils.options.init_dist`` -> :func:`init_dist`. BasicSR calls ``torch.cuda.set_device`` and uses nccl
+   unconditionally, so distributed training without CUDA fails. Here the backend is ``dist_params.backend`` if given,
+   else the environment variable ``CARN_DA_DIST_BACKEND``, else nccl if CUDA is available and gloo if not
+   (``parse_options`` initialises the process group before ``num_gpu`` is read, hence the variable: a CPU run on a
+   machine with GPUs sets ``CARN_DA_DIST_BACKEND=gloo`` and ``num_gpu: 0``). With gloo, ``--launcher pytorch``
+   (torchrun) initialises the group from torchrun's environment and selects no GPU; nccl, and Slurm, go through
+   BasicSR's ``init_dist``.
+3. ``basicsr.train.load_resume_state`` -> :func:`load_resume_state`. basicsr 1.4.2 maps the saved state with
+   ``torch.cuda.current_device()`` (fails without a GPU) and, for ``--auto_resume``, takes the newest state under
+   ``experiments/`` even if a network of its iteration was never saved (a run killed while saving). Here the state
+   is loaded onto the device ``num_gpu`` picked, with ``weights_only=True``, and ``--auto_resume`` takes the
+   experiment's latest state whose networks were all saved.
+4. ``basicsr.train.EnlargedSampler`` -> :class:`ResumableSampler` and 5. ``basicsr.train.create_train_val_dataloader``
+   -> the same function, then :func:`resume_data_stream`. BasicSR restarts a resumed epoch from its first batch and
+   saves no random states, so a resumed run differs from an uninterrupted one. Here the resumed epoch continues
+   after the batches the saved run had drawn, with the random states the saved run had then (saved by
+   ``CARNModel``). With ``num_worker_per_gpu: 0`` and no ``prefetch_mode`` the resumed run is identical to an
+   uninterrupted one (same batches, crops, flips, targets and weights). With data workers, or a prefetcher that
+   reads ahead, the order of the images is kept but their random crops and flips are not: the workers' random states
+   are BasicSR's per-epoch seeds and not saved.
+
+The test pipeline gets patches 1 and 2. Importing ``carn_da`` in one's own training script instead (``import
+carn_da`` before ``basicsr.train.train_pipeline(root)``) registers every part but keeps BasicSR's behaviour in all
+five places.
 """
 import itertools
 import os

@@ -14,28 +14,71 @@ few keys; the YAML files in ``options/`` are what :func:`option_file` returns, c
 - :func:`routed_pair`: the ``network_g`` of a ``QualityRoutedCARN`` that sends each image to the model for its quality.
 """
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from os import path as osp
 
 # network_g of each built-in backbone by size ('paper': options/, 'cpu': benchmarks, the CPU reproduction preset and
 # the demo's 'demo'), and the channels of the features its default split gives the quality discriminator
 BACKBONES = {
     'rdn': {
-        'paper': ({'type': 'RDN', 'num_feat': 64, 'num_block': 16, 'num_layer': 8, 'growth': 64}, 64),
-        'cpu': ({'type': 'RDN', 'num_feat': 32, 'num_block': 4, 'num_layer': 4, 'growth': 16}, 32),
-        'demo': ({'type': 'RDN', 'num_feat': 16, 'num_block': 4, 'num_layer': 4, 'growth': 16}, 16),
+        'paper': ({
+            'type': 'RDN',
+            'num_feat': 64,
+            'num_block': 16,
+            'num_layer': 8,
+            'growth': 64
+        }, 64),
+        'cpu': ({
+            'type': 'RDN',
+            'num_feat': 32,
+            'num_block': 4,
+            'num_layer': 4,
+            'growth': 16
+        }, 32),
+        'demo': ({
+            'type': 'RDN',
+            'num_feat': 16,
+            'num_block': 4,
+            'num_layer': 4,
+            'growth': 16
+        }, 16),
     },
     'dncnn': {
-        'paper': ({'type': 'DnCNN', 'num_feat': 64, 'num_conv': 17, 'split_at': 1}, 64),
-        'cpu': ({'type': 'DnCNN', 'num_feat': 32, 'num_conv': 10}, 32),
+        'paper': ({
+            'type': 'DnCNN',
+            'num_feat': 64,
+            'num_conv': 17,
+            'split_at': 1
+        }, 64),
+        'cpu': ({
+            'type': 'DnCNN',
+            'num_feat': 32,
+            'num_conv': 10
+        }, 32),
     },
     'arcnn': {
-        'paper': ({'type': 'ARCNN', 'split_at': 1}, 64),
-        'cpu': ({'type': 'ARCNN'}, 64),
+        'paper': ({
+            'type': 'ARCNN',
+            'split_at': 1
+        }, 64),
+        'cpu': ({
+            'type': 'ARCNN'
+        }, 64),
     },
     'memnet': {
-        'paper': ({'type': 'MemNet', 'num_feat': 64, 'num_memblock': 6, 'num_resblock': 6, 'split_at': 'fenet'}, 64),
-        'cpu': ({'type': 'MemNet', 'num_feat': 32, 'num_memblock': 3, 'num_resblock': 2}, 32),
+        'paper': ({
+            'type': 'MemNet',
+            'num_feat': 64,
+            'num_memblock': 6,
+            'num_resblock': 6,
+            'split_at': 'fenet'
+        }, 64),
+        'cpu': ({
+            'type': 'MemNet',
+            'num_feat': 32,
+            'num_memblock': 3,
+            'num_resblock': 2
+        }, 32),
     },
 }
 L1 = {'type': 'L1Loss', 'loss_weight': 1.0}
@@ -95,7 +138,15 @@ def two_domains(pairs, target, **options):
 
 def test_pairs(name, gt, lq):
     """A validation or test set: whole (JPEG, ground truth) pairs read from folders."""
-    return {'name': name, 'type': 'JPEGPairedDataset', 'dataroot_gt': gt, 'dataroot_lq': lq, 'io_backend': {'type': 'disk'}}
+    return {
+        'name': name,
+        'type': 'JPEGPairedDataset',
+        'dataroot_gt': gt,
+        'dataroot_lq': lq,
+        'io_backend': {
+            'type': 'disk'
+        }
+    }
 
 
 def schedule(iters, lr, milestones=None, betas=(0.9, 0.999)):
@@ -145,7 +196,12 @@ def supervised(name, network_g, train_set, train, log, seed=0, num_gpu='auto', p
     if val is not None:
         val_sets, val_freq, pbar = val
         opt['datasets'].update(val_sets)
-        opt['val'] = {'val_freq': val_freq, 'save_img': False, 'pbar': pbar, 'metrics': copy.deepcopy(VALIDATION_METRICS)}
+        opt['val'] = {
+            'val_freq': val_freq,
+            'save_img': False,
+            'pbar': pbar,
+            'metrics': copy.deepcopy(VALIDATION_METRICS)
+        }
     return opt
 
 
@@ -175,8 +231,8 @@ def blind(name, network_g, pairs, train, log, qualities=(10, 90), **kwargs):
 def adaptation(name, network_g, train_set, train, log, source_model, **kwargs):
     """The start of every adaptation: CARNDAModel from the ``source_model`` checkpoint on a TwoDomainDataset. On
     its own it is source-only fine-tuning; the ``with_*`` functions add what learns from the target."""
-    return dict(supervised(name, network_g, train_set, train, log, pretrain=source_model, **kwargs),
-                model_type='CARNDAModel')
+    return dict(
+        supervised(name, network_g, train_set, train, log, pretrain=source_model, **kwargs), model_type='CARNDAModel')
 
 
 def with_discriminator(opt, network_q, lambda_=0.1, lr=None, q_steps=None, **domain):
@@ -193,7 +249,15 @@ def with_discriminator(opt, network_q, lambda_=0.1, lr=None, q_steps=None, **dom
 
 def discriminator(num_feat, hidden=128, pooling='avg', kind='QualityDiscriminator', **options):
     """``network_q``: 3 fully connected layers on pooled features (the paper's), or ``PatchQualityDiscriminator``."""
-    return {'type': kind, 'num_feat': num_feat, 'hidden': hidden, **({'pooling': pooling} if pooling else {}), **options}
+    return {
+        'type': kind,
+        'num_feat': num_feat,
+        'hidden': hidden,
+        **({
+            'pooling': pooling
+        } if pooling else {}),
+        **options
+    }
 
 
 def with_self_supervision(opt):
@@ -249,8 +313,8 @@ class Setting:
     train: str = 'datasets/DIV2K_train_gray_x4'  # a scripts/prepare_data.py folder: gt and qf<Q>, with ``ext``
     train_name: str = 'DIV2K_train_gray_x4'  # the training set's name in logs
     ext: str = '.lmdb'  # '.lmdb': LMDBs, '': folders
-    tests: tuple = (('DIV2K_valid', 'datasets/DIV2K_valid_gray_x4'), ('BSD68', 'datasets/BSD68'),
-                    ('Set12', 'datasets/Set12'))
+    tests: tuple = (('DIV2K_valid', 'datasets/DIV2K_valid_gray_x4'), ('BSD68', 'datasets/BSD68'), ('Set12',
+                                                                                                   'datasets/Set12'))
     patch: int = 64
     batch: int = 16  # source pairs per step (the recommended recipe: half, plus as many target crops)
     workers: int = 6
@@ -278,10 +342,27 @@ class Setting:
 
 
 # the demo's setting (make demo): photos that scikit-image ships, a small RDN, minutes on 2 CPU cores
-DEMO = Setting(size='demo', train='datasets/demo/train', train_name='demo_train', ext='', tests=(('demo_test', 'datasets/demo/test'), ),
-               patch=48, batch=8, workers=0, enlarge=50, iters=(400, 200), milestones=((3 / 4, ), (3 / 4, )),
-               lr=(5e-4, 1e-4, 1e-3), q_hidden=64, q_pooling='avgstd', seeded=True, val_freq=None, pbar=False,
-               log=(50, None), subsets=False, prefix='demo_')
+DEMO = Setting(
+    size='demo',
+    train='datasets/demo/train',
+    train_name='demo_train',
+    ext='',
+    tests=(('demo_test', 'datasets/demo/test'), ),
+    patch=48,
+    batch=8,
+    workers=0,
+    enlarge=50,
+    iters=(400, 200),
+    milestones=((3 / 4, ), (3 / 4, )),
+    lr=(5e-4, 1e-4, 1e-3),
+    q_hidden=64,
+    q_pooling='avgstd',
+    seeded=True,
+    val_freq=None,
+    pbar=False,
+    log=(50, None),
+    subsets=False,
+    prefix='demo_')
 PAPER = Setting()
 
 
@@ -316,8 +397,12 @@ def option_file(kind, backbone='rdn', source=10, target=70, setting=PAPER):
         halves = [s.images // 2] * 2 if s.subsets else None
         return bq(name, net, pairs, [data[source], data[target]], train, log, halves, **common)
     pairs['name'] = f'{train_name}_to_qf{target}'
-    train_set = two_domains(pairs, data[target], **({'num_source': None, 'num_target': None, 'subset_seed': 0}
-                                                    if s.subsets else {}))
+    train_set = two_domains(pairs, data[target],
+                            **({
+                                'num_source': None,
+                                'num_target': None,
+                                'subset_seed': 0
+                            } if s.subsets else {}))
     source_model = f'experiments/{s.name(backbone, "sq", source)}/models/net_g_latest.pth'
     if kind == 'recommended':
         return recommended_da(name, net, train_set, train, log, source_model, **common)
@@ -359,8 +444,10 @@ def evaluation(name, network_g, checkpoint, test_sets, pbar=True):
 
 def validation_sets(tests, qfs):
     """{key: test set} of every (name, prepared folder) of ``tests`` at every JPEG quality of ``qfs``."""
-    sets = [test_pairs(f'{name}_qf{qf}', osp.join(folder, 'gt'), osp.join(folder, f'qf{qf}')) for qf in qfs
-            for name, folder in tests]
+    sets = [
+        test_pairs(f'{name}_qf{qf}', osp.join(folder, 'gt'), osp.join(folder, f'qf{qf}')) for qf in qfs
+        for name, folder in tests
+    ]
     if len(qfs) == 1:
         return {f'val_{i}': v for i, v in enumerate(sets, 1)}
     return {f'val_{"ab"[i // len(tests)]}{i % len(tests) + 1}': v for i, v in enumerate(sets)}
