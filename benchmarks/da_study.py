@@ -4,7 +4,7 @@ For each direction (LQ->HQ: source QF 10, target QF 70; HQ->LQ: 70 -> 10) a smal
 (SQ of the source, whose score on the target QF is DQ) and on the target QF (SQ of the target, the oracle). Every
 variant (``VARIANTS``: options of CARNModel / CARNDAModel, TwoDomainDataset and the registered discriminators and
 losses, never a fork of the training loop) then starts from the same source checkpoint with the same seed and runs
-the same number of iterations through BasicSR's pipeline (carn_da/train.py, options written by this script). Two
+the same number of iterations through BasicSR's pipeline (carn_da/train.py, options from carn_da/recipes.py). Two
 peers are trained from scratch for the whole budget (source + adaptation iterations) on the same images: BQ (both
 QFs supervised) and a blind model (QFs drawn uniformly from 10-90 per image, as DnCNN-3 and FBCNN are trained).
 
@@ -38,6 +38,7 @@ import carn_da.compat  # noqa: F401
 import argparse
 import copy
 import cv2
+import functools
 import json
 import numpy as np
 import os
@@ -51,172 +52,172 @@ import torch
 from basicsr.archs import build_network
 from basicsr.models import build_model
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from matplotlib.figure import Figure
 from os import path as osp
 
+from carn_da import recipes
+from carn_da.runs import experiment_dir, latest_generator, train_unless_done
+from carn_da.utils.checkpoint import load_network, routed_state
+from carn_da.utils.files import save_torch_atomic
 from carn_da.utils.jpeg import estimate_quality, read_quality
-from carn_da.evaluation import evaluate_pairs, load_pairs, markdown_table, mean_scores
-from carn_da.route import routed_state
-from carn_da.runs import (CPU_BACKBONES, ROOT, cpu_network, experiment_dir, latest_generator, load_generator,
-                          train_set_options, train_unless_done)
+from carn_da.utils.logs import logged_values
+from carn_da.utils.scores import evaluate_pairs, load_pairs, markdown_table, mean_scores
 
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))  # the checkout: experiments/ and tb_logger/ go there
 DIRECTIONS = {'lq2hq': (10, 70), 'hq2lq': (70, 10)}
 TEST_SETS = ('BSD68', 'Set12')
-PAPER_Q = {'type': 'QualityDiscriminator', 'hidden': 128, 'pooling': 'avg'}
-PATCH_Q = {'type': 'PatchQualityDiscriminator', 'hidden': 32}
-L1 = {'type': 'L1Loss', 'loss_weight': 1.0}
+# recipes.discriminator's options of the two kinds of Q: the paper's (3 layers on average-pooled features) and a
+# convolutional patch Q (a logit per position)
+PAPER_Q = {'hidden': 128}
+PATCH_Q = {'kind': 'PatchQualityDiscriminator', 'hidden': 32, 'pooling': None}
 CURVE_POINTS = 3  # checkpoints per adaptation of a ``curve`` variant, scored for the PSNR-against-iterations plot
-# name: options of one variant. q: network_q (num_feat added), domain: train.domain_opt of DomainAdversarialLoss,
-# q_lr: optim_q's lr (default --adapt-lr), q_steps: train.q_steps, split_at: where F ends (RDN), align:
-# train.align_opt, self: target self-supervision, source_quality / synth_probability / target_quality:
-# TwoDomainDataset's options; batch: source (and target) crops per step (default --batch); lr: optim_g's lr (default
-# --adapt-lr); schedule: 'cosine' to anneal lr to 0 over the adaptation (BasicSR's CosineAnnealingRestartLR, one
-# period) instead of halving it at 3/4; seed: added to the variants' seed (--seed + 1); routed: also score it routed
-# with the source model (QualityRoutedCARN); curve: in the curve plot; explore: left out of the default grid (steps
-# towards the recommendation and checks of it, run them with --variants); twin: the pixels variant a files variant is
-# the twin of (see files_twin); text: what it is, for the report.
-SYNTH_SELF_B4_LR = dict(
+
+
+def adversary(lambda_=0.1, q=PAPER_Q, q_steps=1, **options):
+    """``Variant.adversary``: Q of ``q`` (recipes.discriminator's options) against F at weight ``lambda_``, ``q_steps``
+    Q steps per step of F and D; ``options``: recipes.with_discriminator's others (``lr``: Q's, ``schedule``)."""
+    return dict(options, q=q, lambda_=lambda_, q_steps=q_steps)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An adaptation of the study (see :func:`adaptation`): the source model fine-tuned for --adapt-iters on its
+    source pairs (the control) plus what the fields add; a field left at its default adds nothing."""
+    text: str  # what it is, for the report
+    adversary: dict = None  # the paper's adversary (recipes.with_discriminator): :func:`adversary`'s arguments
+    align: str = None  # train.align_opt: this loss (weight 1) between F's source and target features, no Q
+    self_supervised: bool = False  # target self-supervision (recipes.with_self_supervision)
+    target_quality: str = None  # where a target's QF comes from ('pixels': estimated, 'file': its header)
+    # recipes.with_target_quality: source ground truths compressed at the target's QF ('both': a share
+    # ``synth_probability`` of the pairs, default half; 'target': every pair)
+    source_quality: str = None
+    synth_probability: float = None
+    split_at: object = None  # where F ends in network_g (RDN: 'sfe1', a dense block's number; default SFENet2)
+    batch: int = None  # source (and target) crops per step (default --batch)
+    lr: float = None  # optim_g's (default --adapt-lr)
+    cosine: bool = False  # anneal lr to 0 over the adaptation (recipes.cosine_schedule) instead of halving it at 3/4
+    seed: int = 0  # added to the variants' seed (--seed + 1)
+    track: str = 'pixels'  # what it knows of the target: 'pixels' (decoded images), 'files' (their JPEG headers)
+    routed: bool = False  # also score it routed with the source model (QualityRoutedCARN)
+    curve: bool = False  # in the curve plot
+    explore: bool = False  # left out of the default grid (steps towards the recommendation and checks of it)
+    twin: str = None  # the pixels variant a files variant is the twin of (see files_twin)
+
+    @property
+    def learns_from_target(self):
+        """Whether a loss reads the target (CARNDAModel); else the target is data only (CARNModel)."""
+        return bool(self.adversary or self.align or self.self_supervised)
+
+    @property
+    def reads_target(self):
+        return self.learns_from_target or bool(self.source_quality or self.target_quality)
+
+
+SYNTH_SELF_B4_LR = Variant(
+    'synth_self_b4 at the learning rate of the source training, 5e-4',
     source_quality='both',
-    self=True,
+    self_supervised=True,
     target_quality='pixels',
     batch=4,
     lr=5e-4,
-    explore=True,
-    text='synth_self_b4 at the learning rate of the source training, 5e-4')
-EXPERT = dict(
+    explore=True)
+EXPERT = Variant(
+    'a target expert: every source pair re-compressed at the target QF, plus self-supervision, 4 + 4 crops, lr 1e-3',
     source_quality='target',
-    self=True,
+    self_supervised=True,
     target_quality='pixels',
     batch=4,
     lr=1e-3,
     routed=True,
-    curve=True,
-    text='a target expert: every source pair re-compressed at the target QF, plus self-supervision, 4 + 4 crops, '
-    'lr 1e-3')
+    curve=True)
 
 
-def files_twin(twin, spec, text):
-    """``spec`` (variant ``twin``) in the files track: the target's QF read from the JPEG headers instead of estimated
+def files_twin(twin, variant, text):
+    """``variant`` (named ``twin``) in the files track: the target's QF read from the JPEG headers instead of estimated
     from the pixels, nothing else changed (no curve of its own: it would repeat its twin's)."""
-    files = dict(spec, target_quality='file', track='files', twin=twin, text=text)
-    files.pop('curve', None)
-    return files
+    return replace(variant, text=text, target_quality='file', track='files', twin=twin, curve=False)
 
 
 def expert_check(text, **changes):
     """``EXPERT`` with ``changes``, a check of the recommendation outside the default grid: one row, no routed row
     or curve."""
-    return dict(EXPERT, routed=False, curve=False, explore=True, text=text, **changes)
+    return replace(EXPERT, text=text, routed=False, curve=False, explore=True, **changes)
 
 
 VARIANTS = {
     'control':
-    dict(track='-', curve=True, text='source-only fine-tuning for the same iterations (CARNModel)'),
+    Variant('source-only fine-tuning for the same iterations (CARNModel)', track='-', curve=True),
     'paper':
-    dict(
-        q=PAPER_Q,
-        domain={'loss_weight': 0.1},
-        curve=True,
-        text='the paper: Q on average-pooled SFENet2 features, lambda 0.1'),
+    Variant('the paper: Q on average-pooled SFENet2 features, lambda 0.1', adversary(), curve=True),
     'paper_avgstd':
-    dict(
-        q=dict(PAPER_Q, pooling='avgstd'),
-        domain={'loss_weight': 0.1},
-        text='the paper with average and standard-deviation pooling'),
+    Variant('the paper with average and standard-deviation pooling', adversary(q=dict(PAPER_Q, pooling='avgstd'))),
     'paper_lambda0.01':
-    dict(q=PAPER_Q, domain={'loss_weight': 0.01}, text='the paper, lambda 0.01'),
+    Variant('the paper, lambda 0.01', adversary(0.01)),
     'paper_lambda1':
-    dict(q=PAPER_Q, domain={'loss_weight': 1.0}, text='the paper, lambda 1'),
+    Variant('the paper, lambda 1', adversary(1.0)),
     'paper_ganin':
-    dict(
-        q=PAPER_Q,
-        domain={
-            'loss_weight': 1.0,
-            'schedule': 'ganin'
-        },
-        text="the paper, lambda rising to 1 on Ganin's schedule"),
+    Variant("the paper, lambda rising to 1 on Ganin's schedule", adversary(1.0, schedule='ganin')),
     'paper_qlr1e-3':
-    dict(q=PAPER_Q, domain={'loss_weight': 0.1}, q_lr=1e-3, text='the paper, Q learning rate 1e-3'),
+    Variant('the paper, Q learning rate 1e-3', adversary(lr=1e-3)),
     'paper_qsteps5':
-    dict(q=PAPER_Q, domain={'loss_weight': 0.1}, q_steps=5, text='the paper, 5 Q steps per step of F and D'),
+    Variant('the paper, 5 Q steps per step of F and D', adversary(q_steps=5)),
     'paper_sfe1':
-    dict(
-        q=dict(PAPER_Q, pooling='avgstd'),
-        domain={'loss_weight': 0.1},
-        split_at='sfe1',
-        text='avg+std Q reading SFENet1 (F one conv layer)'),
+    Variant(
+        'avg+std Q reading SFENet1 (F one conv layer)', adversary(q=dict(PAPER_Q, pooling='avgstd')), split_at='sfe1'),
     'paper_block2':
-    dict(
-        q=dict(PAPER_Q, pooling='avgstd'),
-        domain={'loss_weight': 0.1},
-        split_at=2,
-        text='avg+std Q reading after the 2nd of 4 dense blocks (F non-linear)'),
+    Variant(
+        'avg+std Q reading after the 2nd of 4 dense blocks (F non-linear)',
+        adversary(q=dict(PAPER_Q, pooling='avgstd')),
+        split_at=2),
     'patch':
-    dict(
-        q=PATCH_Q,
-        domain={'loss_weight': 0.1},
-        curve=True,
-        text='convolutional patch Q (a logit per position), lambda 0.1'),
+    Variant('convolutional patch Q (a logit per position), lambda 0.1', adversary(q=PATCH_Q), curve=True),
     'patch_sn':
-    dict(
-        q=dict(PATCH_Q, spectral_norm=True),
-        domain={'loss_weight': 0.1},
-        text='patch Q with spectral normalisation, lambda 0.1'),
+    Variant('patch Q with spectral normalisation, lambda 0.1', adversary(q=dict(PATCH_Q, spectral_norm=True))),
     'mmd':
-    dict(align={
-        'type': 'MMDLoss',
-        'loss_weight': 1.0
-    }, text='multi-kernel MMD of F features, no Q'),
+    Variant('multi-kernel MMD of F features, no Q', align='MMDLoss'),
     'coral':
-    dict(align={
-        'type': 'CORALLoss',
-        'loss_weight': 1.0
-    }, text='CORAL of F features, no Q'),
+    Variant('CORAL of F features, no Q', align='CORALLoss'),
     'self':
-    dict(
-        self=True,
+    Variant(
+        'target self-supervision at the QF estimated from pixels, 4 + 4 crops',
+        self_supervised=True,
         target_quality='pixels',
         batch=4,
-        curve=True,
-        text='target self-supervision at the QF estimated from pixels, 4 + 4 crops'),
+        curve=True),
     'patch_self':
-    dict(
-        q=PATCH_Q,
-        domain={'loss_weight': 0.1},
-        self=True,
+    Variant(
+        'patch Q + self-supervision, 4 + 4 crops',
+        adversary(q=PATCH_Q),
+        self_supervised=True,
         target_quality='pixels',
-        batch=4,
-        text='patch Q + self-supervision, 4 + 4 crops'),
+        batch=4),
     'synth':
-    dict(
+    Variant(
+        'half the source pairs re-compressed at the estimated target QF',
         source_quality='both',
         target_quality='pixels',
-        curve=True,
-        text='half the source pairs re-compressed at the estimated target QF'),
+        curve=True),
     'synth_self':
-    dict(source_quality='both', self=True, target_quality='pixels', explore=True, text='synth + self-supervision'),
+    Variant(
+        'synth + self-supervision', source_quality='both', self_supervised=True, target_quality='pixels', explore=True),
     'synth_self_b4':
-    dict(
+    Variant(
+        'synth + self with 4 source and 4 target crops per step (as many images through the network as a source-only '
+        'step of 8)',
         source_quality='both',
-        self=True,
+        self_supervised=True,
         target_quality='pixels',
         batch=4,
-        explore=True,
-        text='synth + self with 4 source and 4 target crops per step (as many images through the '
-        'network as a source-only step of 8)'),
+        explore=True),
     'synth_self_b4_lr5e-4':
     SYNTH_SELF_B4_LR,
     'synth_self_b4_lr5e-4_p0.25':
-    dict(
-        source_quality='both',
-        synth_probability=0.25,
-        self=True,
-        target_quality='pixels',
-        batch=4,
-        lr=5e-4,
-        explore=True,
-        text='synth_self_b4_lr5e-4 with a quarter of the source pairs re-compressed (more kept at the source QF)'),
+    replace(
+        SYNTH_SELF_B4_LR,
+        text='synth_self_b4_lr5e-4 with a quarter of the source pairs re-compressed (more kept at the source QF)',
+        synth_probability=0.25),
     'synth_self_b4_lr5e-4_files':
     files_twin('synth_self_b4_lr5e-4', SYNTH_SELF_B4_LR, 'synth_self_b4_lr5e-4 with the QF read from the files'),
     'expert':
@@ -234,123 +235,93 @@ VARIANTS = {
     'expert_lr5e-4_seed2':
     expert_check('expert_lr5e-4 with the seed after', lr=5e-4, seed=2),
     'expert_lr5e-4_cos':
-    expert_check('expert_lr5e-4 with the learning rate annealed to 0 on a cosine', lr=5e-4, schedule='cosine'),
+    expert_check('expert_lr5e-4 with the learning rate annealed to 0 on a cosine', lr=5e-4, cosine=True),
     'expert_lr5e-4_cos_seed1':
-    expert_check('expert_lr5e-4_cos with the next seed', lr=5e-4, schedule='cosine', seed=1),
+    expert_check('expert_lr5e-4_cos with the next seed', lr=5e-4, cosine=True, seed=1),
     'expert_lr5e-4_cos_seed2':
-    expert_check('expert_lr5e-4_cos with the seed after', lr=5e-4, schedule='cosine', seed=2),
+    expert_check('expert_lr5e-4_cos with the seed after', lr=5e-4, cosine=True, seed=2),
 }
 PEERS = {'BQ': 'both QFs supervised (every image at QF 10 and at 70)', 'blind': 'QF uniform in 10-90 per image'}
 
 
 def prepare_data(shared, data_root):
-    script = osp.join(ROOT, 'scripts', 'prepare_data.py')
+    script = osp.join(REPO, 'scripts', 'prepare_data.py')
     for name in ('Train400', ) + TEST_SETS:
         cmd = [sys.executable, script, '--input', osp.join(shared, name), '--out', osp.join(data_root, name)]
         subprocess.run(cmd + ['--qf', '10', '70', '--workers', '2'], check=True, stdout=subprocess.DEVNULL)
 
 
-def base_options(name, data_root, qf, iters, lr, seed, batch, patch, backbone):
-    return {
-        'name': name,
-        'model_type': 'CARNModel',
-        'num_gpu': 'auto',
-        'manual_seed': seed,
-        'datasets': {
-            'train': train_set_options(f'Train400_qf{qf}', osp.join(data_root, 'Train400'), qf, batch, patch)
-        },
-        'network_g': cpu_network(backbone),
-        'path': {
-            'pretrain_network_g': None,
-            'strict_load_g': True,
-            'resume_state': None
-        },
-        'train': {
-            'optim_g': {
-                'type': 'Adam',
-                'lr': lr,
-                'betas': [0.9, 0.999]
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [int(iters * 0.75)],
-                'gamma': 0.5
-            },
-            'total_iter': iters,
-            'warmup_iter': -1,
-            'pixel_opt': {
-                'type': 'L1Loss',
-                'loss_weight': 1.0
-            }
-        },
-        'logger': {
-            'print_freq': 10,
-            'save_checkpoint_freq': iters,
-            'use_tb_logger': True
-        },
-    }
+def source_pairs(args, qf, batch=None):
+    """The Train400 pairs at ``qf`` (recipes.prepared_pairs), ``batch`` (default --batch) per step."""
+    return recipes.prepared_pairs(f'Train400_qf{qf}', osp.join(args.data_root, 'Train400'), qf, args.patch, batch
+                                  or args.batch)
 
 
-def variant_options(variant, name, data_root, source, target, args):
-    spec = VARIANTS[variant]
-    opt = base_options(name, data_root, source, args.adapt_iters, spec.get('lr', args.adapt_lr),
-                       args.seed + 1 + spec.get('seed', 0), args.batch, args.patch, args.backbone)
-    opt['path']['pretrain_network_g'] = latest_generator(f'{args.prefix}_sq_qf{source}')
-    if spec.get('curve'):
-        opt['logger']['save_checkpoint_freq'] = max(1, args.adapt_iters // CURVE_POINTS)
-    if spec.get('schedule') == 'cosine':
-        opt['train']['scheduler'] = {
-            'type': 'CosineAnnealingRestartLR',
-            'periods': [args.adapt_iters],
-            'restart_weights': [1],
-            'eta_min': 0
-        }
-    if variant == 'control':
-        return opt
-    if {'self', 'q', 'align'} & spec.keys():
-        opt['model_type'] = 'CARNDAModel'  # else CARNModel on TwoDomainDataset's source pairs (synth alone)
-    train_set = opt['datasets']['train']
-    train_set.update(type='TwoDomainDataset', dataroot_target=osp.join(data_root, 'Train400', f'qf{target}'))
-    for key in ('target_quality', 'source_quality', 'synth_probability'):
-        if key in spec:
-            train_set[key] = spec[key]
-    if spec.get('source_quality') == 'target':
-        del train_set['dataroot_lq']
-    train_set['batch_size_per_gpu'] = spec.get('batch', args.batch)
-    if spec.get('self'):
-        train_set['target_self_supervision'] = True
-        opt['train']['target_opt'] = dict(L1)
-    if 'split_at' in spec:
-        opt['network_g']['split_at'] = spec['split_at']
-    if 'q' in spec:
-        opt['network_q'] = dict(spec['q'], num_feat=CPU_BACKBONES[args.backbone][1])
-        opt['train']['optim_q'] = {'type': 'Adam', 'lr': spec.get('q_lr', args.adapt_lr), 'betas': [0.9, 0.999]}
-        opt['train']['domain_opt'] = dict(spec['domain'], type='DomainAdversarialLoss')
-        opt['train']['q_steps'] = spec.get('q_steps', 1)
-    if 'align' in spec:
-        opt['train']['align_opt'] = dict(spec['align'])
-    return opt
+def source_model(args, qf):
+    """SQ at ``qf`` (recipes.sq): the source model of the directions from ``qf``, the oracle of those to it."""
+    iters = args.source_iters
+    return recipes.sq(
+        f'{args.prefix}_sq_qf{qf}',
+        recipes.network(args.backbone),
+        source_pairs(args, qf),
+        recipes.schedule(iters, args.lr),
+        recipes.logger(10, iters),
+        seed=args.seed)
 
 
-def peer_options(peer, name, data_root, args):
-    """A peer trained from scratch for the study's whole budget: BQ (both QFs, stored JPEGs) or blind (QF 10-90)."""
-    opt = base_options(name, data_root, 10, args.source_iters + args.adapt_iters, args.lr, args.seed, args.batch,
-                       args.patch, args.backbone)
-    train_set = opt['datasets']['train']
-    del train_set['dataroot_lq']
-    if peer == 'BQ':
-        train_set['dataroot_lqs'] = [osp.join(data_root, 'Train400', f'qf{qf}') for qf in (10, 70)]
+def peer(args, kind):
+    """A peer trained from scratch for the study's whole budget: BQ (recipes.bq: both QFs, stored JPEGs) or blind
+    (recipes.blind: QF 10-90)."""
+    iters = args.source_iters + args.adapt_iters
+    common = dict(train=recipes.schedule(iters, args.lr), log=recipes.logger(10, iters), seed=args.seed)
+    name, network_g, pairs = f'{args.prefix}_{kind}', recipes.network(args.backbone), source_pairs(args, 10)
+    if kind == 'BQ':
+        lqs = [osp.join(args.data_root, 'Train400', f'qf{qf}') for qf in (10, 70)]
+        return recipes.bq(name, network_g, pairs, lqs, **common)
+    return recipes.blind(name, network_g, pairs, **common)
+
+
+def adaptation(args, direction, variant):
+    """Options of ``variant`` (of ``VARIANTS``) in ``direction``: the source model of the direction fine-tuned with
+    the target's Train400 JPEGs beside its pairs (recipes.adaptation; where the target is data only, CARNModel on the
+    same TwoDomainDataset; the control: no target) plus what the variant adds (:func:`with_variant`)."""
+    v, (source, target) = VARIANTS[variant], DIRECTIONS[direction]
+    name, iters, seed = f'{args.prefix}_{direction}_{variant}', args.adapt_iters, args.seed + 1 + v.seed
+    network_g = recipes.network(args.backbone)
+    if v.split_at is not None:
+        network_g['split_at'] = v.split_at
+    train = (recipes.cosine_schedule if v.cosine else recipes.schedule)(iters, v.lr or args.adapt_lr)
+    log = recipes.logger(10, max(1, iters // CURVE_POINTS) if v.curve else iters)
+    pairs, start = source_pairs(args, source, v.batch), latest_generator(f'{args.prefix}_sq_qf{source}', REPO)
+    if not v.reads_target:
+        return recipes.supervised(name, network_g, pairs, train, log, seed=seed, pretrain=start)
+    train_set = recipes.two_domains(pairs, osp.join(args.data_root, 'Train400', f'qf{target}'))
+    if v.learns_from_target:
+        opt = recipes.adaptation(name, network_g, train_set, train, log, start, seed=seed)
     else:
-        train_set['jpeg_range'] = [10, 90]
+        opt = recipes.supervised(name, network_g, train_set, train, log, seed=seed, pretrain=start)
+    return with_variant(opt, v, recipes.quality_channels(args.backbone))
+
+
+def with_variant(opt, v, q_channels):
+    """Add to ``opt`` what the Variant ``v`` learns from the target; ``q_channels``: those of F's features."""
+    if v.source_quality:
+        recipes.with_target_quality(opt, v.source_quality, v.target_quality, v.synth_probability)
+    elif v.target_quality:  # the QF at which self-supervision recompresses a target crop
+        opt['datasets']['train']['target_quality'] = v.target_quality
+    if v.self_supervised:
+        recipes.with_self_supervision(opt)
+    if v.adversary:
+        options = dict(v.adversary)
+        recipes.with_discriminator(opt, recipes.discriminator(q_channels, **options.pop('q')), **options)
+    if v.align:
+        opt['train']['align_opt'] = {'type': v.align, 'loss_weight': 1.0}
     return opt
 
 
 def mean_logged(name, key):
     """Mean of a value BasicSR's message logger wrote (e.g. acc_q) over the training log of ``name``."""
-    values = []
-    for log in sorted(f for f in os.listdir(experiment_dir(name)) if f.startswith('train_') and f.endswith('.log')):
-        with open(osp.join(experiment_dir(name), log), encoding='utf-8') as f:
-            values += [float(v) for v in re.findall(rf'{key}: ([-+.\deE]+)', f.read())]
+    values = list(logged_values(experiment_dir(name, REPO), key).values())
     return float(np.mean(values)) if values else None
 
 
@@ -442,7 +413,7 @@ class Scores:
         are that expert's, so the expert's scores are taken. ``limit``: only the first ``limit`` test pairs."""
 
         def load():  # only when it routes or restores: a cached score needs no network
-            return None if checkpoint is None else load_generator(network or cpu_network(self.backbone), checkpoint)
+            return None if checkpoint is None else load_network(network or recipes.network(self.backbone), checkpoint)
 
         scores = {}
         stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
@@ -463,15 +434,9 @@ class Scores:
 def routed_model(path, experts, backbone):
     """Write (unless up to date) the QualityRoutedCARN checkpoint ``path`` of ``experts``, (quality, checkpoint)
     pairs of the study's backbone; return its network_g options."""
-    network = {
-        'type': 'QualityRoutedCARN',
-        'experts': [{
-            'network': cpu_network(backbone),
-            'qualities': [quality]
-        } for quality, _ in experts]
-    }
+    network = recipes.routed_pair([(recipes.network(backbone), [quality]) for quality, _ in experts])
     if not osp.isfile(path) or any(os.stat(c).st_mtime_ns > os.stat(path).st_mtime_ns for _, c in experts):
-        torch.save({'params': routed_state(checkpoint for _, checkpoint in experts)}, path)
+        save_torch_atomic({'params': routed_state(checkpoint for _, checkpoint in experts)}, path)
     return network
 
 
@@ -509,19 +474,19 @@ def curve_plot(path, direction, curves, target, images):
     fig.savefig(path)
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--shared', default=osp.join(ROOT, os.pardir, 'shared', 'datasets'))
-    parser.add_argument('--data-root', default=osp.join(ROOT, 'datasets'))
+    parser.add_argument('--shared', default=osp.join(REPO, os.pardir, 'shared', 'datasets'))
+    parser.add_argument('--data-root', default=osp.join(REPO, 'datasets'))
     parser.add_argument('--out', default=None, help='Output folder. Default: results/<prefix>.')
-    parser.add_argument('--backbone', choices=sorted(CPU_BACKBONES), default='rdn')
+    parser.add_argument('--backbone', choices=sorted(recipes.BACKBONES), default='rdn')
     parser.add_argument('--prefix', default=None, help='Experiment name prefix. Default: da_study_<backbone>.')
     parser.add_argument('--directions', nargs='+', choices=sorted(DIRECTIONS), default=['lq2hq', 'hq2lq'])
     parser.add_argument(
         '--variants',
         nargs='+',
         choices=list(VARIANTS),
-        default=[name for name, spec in VARIANTS.items() if not spec.get('explore')],
+        default=[name for name, variant in VARIANTS.items() if not variant.explore],
         help='Default: every variant not marked explore.')
     parser.add_argument('--peers', nargs='*', choices=list(PEERS), default=list(PEERS))
     parser.add_argument('--source-iters', type=int, default=600)
@@ -547,57 +512,210 @@ def main():
         type=int,
         default=1,
         help='Trainings run at a time (one process each), and scorings and step-time ratios (one thread each).')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.prefix = args.prefix or f'da_study_{args.backbone}'
     args.source_limit, args.curve_limit = (min(n, args.test_limit or n) for n in (args.source_limit, args.curve_limit))
-    args.out = args.out or osp.join(ROOT, 'results', args.prefix)
-    os.makedirs(args.out, exist_ok=True)
-    start = time.time()
+    args.out = args.out or osp.join(REPO, 'results', args.prefix)
+    return args
 
-    prepare_data(args.shared, args.data_root)
-    wall = {}
 
-    def train_all(options):  # --jobs trainings at a time, each in its own process
-        with ThreadPoolExecutor(args.jobs) as pool:
-            wall.update(
-                zip((opt['name'] for opt in options), pool.map(lambda o: train_unless_done(o, args.out), options)))
+def train_all(options, args, wall):
+    """Train ``options`` unless done, --jobs at a time (each in its own process); their wall times into ``wall``."""
+    train = functools.partial(train_unless_done, options_dir=args.out, root=REPO)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        wall.update(zip((opt['name'] for opt in options), pool.map(train, options)))
 
-    # first the source models (the variants start from them) and the peers, then the variants
+
+def train_study(args, wall):
+    """Train what the study scores: first the source models (the variants start from them) and the peers, then the
+    variants. Return {(direction, variant): options} and the (direction, variant) of the files twins that are their
+    twin's model (see :func:`twins_trained_once`)."""
     qualities = sorted({qf for direction in args.directions for qf in DIRECTIONS[direction]})
-    train_all([
-        base_options(f'{args.prefix}_sq_qf{qf}', args.data_root, qf, args.source_iters, args.lr, args.seed, args.batch,
-                     args.patch, args.backbone) for qf in qualities
-    ] + [peer_options(peer, f'{args.prefix}_{peer}', args.data_root, args) for peer in args.peers])
-    variant_opts = {
-        (direction, variant):
-        variant_options(variant, f'{args.prefix}_{direction}_{variant}', args.data_root, *DIRECTIONS[direction], args)
-        for direction in args.directions
-        for variant in args.variants
-    }
-    # a files twin whose target QFs all read as they are estimated draws its twin's batches: training is deterministic,
-    # so its twin's model is its model, trained once (the target folder is read only where a twin and its twin run)
-    with_twin = [(d, v) for d, v in variant_opts if VARIANTS[v].get('twin') in args.variants]
-    agree = {
-        direction: qualities_agree(osp.join(args.data_root, 'Train400', f'qf{DIRECTIONS[direction][1]}'))
-        for direction in dict.fromkeys(d for d, _ in with_twin)  # each direction once
-    }
-    same_as_twin = [(d, v) for d, v in with_twin if agree[d]]
-    for direction, variant in same_as_twin:
-        variant_opts[direction, variant] = variant_opts[direction, VARIANTS[variant]['twin']]
+    train_all([source_model(args, qf) for qf in qualities] + [peer(args, kind) for kind in args.peers], args, wall)
+    variant_opts = {(d, v): adaptation(args, d, v) for d in args.directions for v in args.variants}
+    same_as_twin = twins_trained_once(args, variant_opts)
     distinct = {opt['name']: opt for opt in variant_opts.values()}
     # the costlier steps first (self-supervision doubles a step's crops), so that the --jobs workers end together
     train_all(
         sorted(
             distinct.values(),
             key=lambda opt: -opt['datasets']['train']['batch_size_per_gpu'] *
-            (2 if opt['datasets']['train'].get('target_self_supervision') else 1)))
+            (2 if opt['datasets']['train'].get('target_self_supervision') else 1)), args, wall)
+    return variant_opts, same_as_twin
 
-    def test_pairs(dataset, qf):
-        folder = osp.join(args.data_root, dataset)
-        return load_pairs(osp.join(folder, f'qf{qf}'), osp.join(folder, 'gt'))[:args.test_limit]
 
-    cache = JsonCache(osp.join(args.out, 'scores_cache.json'))
-    scores = Scores(cache, args.backbone, test_pairs)
+def twins_trained_once(args, variant_opts):
+    """A files twin whose target QFs all read as they are estimated draws its twin's batches: training is
+    deterministic, so its twin's model is its model, trained once (the target folder is read only where a twin and
+    its twin run). Replace those twins' options in ``variant_opts`` by their twin's; return their (direction,
+    variant)."""
+    with_twin = [(d, v) for d, v in variant_opts if VARIANTS[v].twin in args.variants]
+    agree = {
+        direction: qualities_agree(osp.join(args.data_root, 'Train400', f'qf{DIRECTIONS[direction][1]}'))
+        for direction in dict.fromkeys(d for d, _ in with_twin)  # each direction once
+    }
+    same_as_twin = [(d, v) for d, v in with_twin if agree[d]]
+    for direction, variant in same_as_twin:
+        variant_opts[direction, variant] = variant_opts[direction, VARIANTS[variant].twin]
+    return same_as_twin
+
+
+def load_test_pairs(data_root, limit, dataset, qf):
+    """The first ``limit`` (all if None) test pairs of ``dataset`` at ``qf``."""
+    folder = osp.join(data_root, dataset)
+    return load_pairs(osp.join(folder, f'qf{qf}'), osp.join(folder, 'gt'))[:limit]
+
+
+DQ_LABEL, SQ_LABEL = 'DQ (SQ of the source)', 'SQ of the target (oracle)'  # the rows the gap is measured between
+
+
+class DirectionScoring:
+    """What is computed of the models of one direction: rows, step-time ratios and curve points."""
+
+    def __init__(self, args, direction, scores, cache):
+        self.args, self.scores, self.cache = args, scores, cache
+        self.source, self.target = DIRECTIONS[direction]
+        self.control_opt = adaptation(args, direction, 'control')
+
+    def row(self, checkpoint, network=None, experts=None):
+        """Scores at the target QF and BSD68 PSNR at the source QF (None: the JPEG input, target QF only)."""
+        if checkpoint is None:
+            return self.scores(None, self.target)
+        source_psnr = self.scores(checkpoint, self.source, ('BSD68', ), network, experts,
+                                  self.args.source_limit)['BSD68_psnr']
+        return {**self.scores(checkpoint, self.target, network=network, experts=experts), 'source_psnr': source_psnr}
+
+    def step_ratio(self, opt):
+        """Kept by what a step on random data depends on: no names, paths or logger options."""
+        key = json.dumps([step_defining(o) for o in (opt, self.control_opt)], sort_keys=True)
+        return self.cache.get(f'step_ratio|{key}', lambda: step_time_ratio(opt, self.control_opt))
+
+    def curve_point(self, checkpoint):
+        return self.scores(checkpoint, self.target, ('Set12', ), limit=self.args.curve_limit)['Set12_psnr']
+
+
+def row_models(args, direction, variant_opts):
+    """{row label: experiment name} of the models of ``direction``, and {variant: its row's label}."""
+    source, target = DIRECTIONS[direction]
+    models = {DQ_LABEL: f'{args.prefix}_sq_qf{source}', SQ_LABEL: f'{args.prefix}_sq_qf{target}'}
+    models.update({f'{kind} (peer)': f'{args.prefix}_{kind}' for kind in args.peers})
+    labels = {variant: f'{variant} ({VARIANTS[variant].track})' for variant in args.variants}
+    models.update({labels[variant]: variant_opts[direction, variant]['name'] for variant in args.variants})
+    return models, labels
+
+
+def routed_rows(args, direction, models, variant_opts):
+    """{row label: (checkpoint, network_g, expert checkpoints)} of the routed pairs (written unless up to date): the
+    source model for the source QF, the variant for the target."""
+    routed = {}
+    for variant in args.variants:
+        if VARIANTS[variant].routed:
+            checkpoint = osp.join(args.out, f'{direction}_{variant}_routed.pth')
+            experts = [
+                latest_generator(models[DQ_LABEL], REPO),
+                latest_generator(variant_opts[direction, variant]['name'], REPO)
+            ]
+            network = routed_model(checkpoint, list(zip(DIRECTIONS[direction], experts)), args.backbone)
+            routed[f'{variant} + routing ({VARIANTS[variant].track})'] = (checkpoint, network, experts)
+    return routed
+
+
+def curve_checkpoints(args, models, labels):
+    """{curve variant: {adaptation iteration: checkpoint}}, from the source model's on."""
+    curves = {}
+    for variant in args.variants:
+        if VARIANTS[variant].curve:
+            name = models[labels[variant]]
+            folder = osp.join(experiment_dir(name, REPO), 'models')
+            found = (re.fullmatch(r'net_g_(\d+)\.pth', f) for f in os.listdir(folder))
+            points = {int(m[1]): osp.join(folder, m[0]) for m in found if m and int(m[1]) < args.adapt_iters}
+            curves[variant] = {0: latest_generator(models[DQ_LABEL], REPO), **points}
+            curves[variant][args.adapt_iters] = latest_generator(name, REPO)
+    return curves
+
+
+def score_all(args, scoring, checkpoints, routed, variant_opts, curves):
+    """Rows of ``checkpoints`` and then ``routed``, step-time ratios of ``variant_opts`` ({variant: options}) and
+    curve points: --jobs threads of one torch thread each (torch ops release the GIL), each step time measured against
+    a source-only step in alternating rounds, so that the other thread's load hits both."""
+    torch.set_num_threads(1)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        row_jobs = {label: pool.submit(scoring.row, *spec) for label, spec in checkpoints.items()}
+        ratio_jobs = {v: pool.submit(scoring.step_ratio, variant_opts[v]) for v in args.variants}
+        curve_jobs = {
+            (v, it): pool.submit(scoring.curve_point, c)
+            for v, points in curves.items()
+            for it, c in points.items()
+        }
+        row_jobs.update({
+            label: pool.submit(scoring.row, *spec)
+            for label, spec in routed.items()
+        })  # after their experts
+        rows = [(label, job.result()) for label, job in row_jobs.items()]
+        ratios = {v: job.result() for v, job in ratio_jobs.items()}
+        curve_psnr = {key: job.result() for key, job in curve_jobs.items()}
+    return rows, ratios, curve_psnr
+
+
+def add_gaps(rows, details):
+    """Add to every row but the first (JPEG) its gap recovery on each test set, its forgetting and the details of its
+    variant."""
+    values_of = dict(rows)
+    dq, sq = values_of[DQ_LABEL], values_of[SQ_LABEL]
+    for label, values in rows[1:]:
+        for dataset in TEST_SETS:
+            gap = sq[f'{dataset}_psnr'] - dq[f'{dataset}_psnr']
+            values[f'{dataset}_gap'] = 100 * (values[f'{dataset}_psnr'] - dq[f'{dataset}_psnr']) / gap
+        values['forgetting'] = values['source_psnr'] - dq['source_psnr']
+        values.update({k: v for k, v in details.get(label, {}).items() if v is not None})
+
+
+def study_direction(args, direction, variant_opts, scores, cache, wall):
+    """Score the models of ``direction`` (the time it takes into ``wall``); return its rows, the details of its
+    variants (Q accuracy, step-time ratio) and its curves."""
+    models, labels = row_models(args, direction, variant_opts)
+    opts = {variant: variant_opts[direction, variant] for variant in args.variants}
+    scoring = DirectionScoring(args, direction, scores, cache)
+    checkpoints = {'JPEG': (None, )}
+    checkpoints.update({label: (latest_generator(name, REPO), ) for label, name in models.items()})
+    routed = routed_rows(args, direction, models, variant_opts)
+    curve_points = curve_checkpoints(args, models, labels)
+    phase_start = time.time()
+    rows, ratios, curve_psnr = score_all(args, scoring, checkpoints, routed, opts, curve_points)
+    wall[f'{direction} scoring and step-time ratios'] = time.time() - phase_start
+    details = {
+        labels[v]: {
+            'acc_q': mean_logged(opts[v]['name'], 'acc_q'),
+            'step_ratio': ratios[v]
+        }
+        for v in args.variants
+    }
+    add_gaps(rows, details)
+    curves = {labels[v]: [(it, curve_psnr[v, it]) for it in sorted(points)] for v, points in curve_points.items()}
+    return rows, details, curves
+
+
+def direction_section(args, direction, rows, curves, same_as_twin):
+    """The Markdown of ``direction``: its table; writes its plots."""
+    source, target = DIRECTIONS[direction]
+    columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
+               for m in ('psnr', 'psnrb', 'ssim')]
+    columns += [(f'{d}_gap', f'{d} gap recovered %') for d in TEST_SETS]
+    columns += [('source_psnr', f'BSD68 PSNR at QF {source} ({args.source_limit} images)'),
+                ('forgetting', 'change at source QF (dB)'), ('acc_q', 'Q accuracy'),
+                ('step_ratio', 'step time / source-only step')]
+    title = f'### {direction}: source QF {source} -> target QF {target} (scores at QF {target})\n'
+    gap_plot(osp.join(args.out, f'gap_{direction}.png'), direction, rows[1:])
+    curve_plot(osp.join(args.out, f'curve_{direction}.png'), direction, curves, target, args.curve_limit)
+    twins = ''.join(f'\n`{v}` is `{VARIANTS[v].twin}`\'s model: the QF read from each target file equals the '
+                    'one estimated from its pixels, so the two draw the same batches.\n' for d, v in same_as_twin
+                    if d == direction)
+    return (title + '\n' + markdown_table(columns, rows) + twins +
+            f'\nPlots: `gap_{direction}.png`, `curve_{direction}.png`.\n')
+
+
+def report_head(args):
+    """The report's metadata (JSON) and the Markdown's first lines."""
     report = {
         'command': ' '.join(sys.argv),
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
@@ -605,122 +723,28 @@ def main():
         f'torch {torch.__version__}',
         'args': vars(args),
         'variants': {
-            name: spec['text']
-            for name, spec in VARIANTS.items()
+            name: variant.text
+            for name, variant in VARIANTS.items()
         },
         'peers': PEERS,
         'directions': {}
     }
-    network = cpu_network(args.backbone)
+    network = recipes.network(args.backbone)
     report['parameters'] = sum(p.numel() for p in build_network(copy.deepcopy(network)).parameters())
     markdown = [
         f'Command: `{report["command"]}`  \nDate: {report["date"]}; machine: {report["machine"]}  \n'
         f'Backbone: `{network}`, {report["parameters"]:,} parameters\n'
     ]
-    dq_label, sq_label = 'DQ (SQ of the source)', 'SQ of the target (oracle)'
-    for direction in args.directions:
-        source, target = DIRECTIONS[direction]
-        models = {dq_label: f'{args.prefix}_sq_qf{source}', sq_label: f'{args.prefix}_sq_qf{target}'}
-        models.update({f'{peer} (peer)': f'{args.prefix}_{peer}' for peer in args.peers})
-        control_opt = variant_options('control', 'control', args.data_root, source, target, args)
-        labels = {}  # variant: its row's label
-        for variant in args.variants:
-            labels[variant] = f'{variant} ({VARIANTS[variant].get("track", "pixels")})'
-            models[labels[variant]] = variant_opts[direction, variant]['name']
+    return report, markdown
 
-        def row(checkpoint, network=None, experts=None):
-            """Scores at the target QF and BSD68 PSNR at the source QF (None: the JPEG input, target QF only)."""
-            if checkpoint is None:
-                return scores(None, target)
-            source_psnr = scores(checkpoint, source, ('BSD68', ), network, experts, args.source_limit)['BSD68_psnr']
-            return {**scores(checkpoint, target, network=network, experts=experts), 'source_psnr': source_psnr}
 
-        def step_ratio(opt):  # kept by what a step on random data depends on: no names, paths or logger options
-            key = json.dumps([step_defining(o) for o in (opt, control_opt)], sort_keys=True)
-            return cache.get(f'step_ratio|{key}', lambda: step_time_ratio(opt, control_opt))
-
-        def curve_point(checkpoint):
-            return scores(checkpoint, target, ('Set12', ), limit=args.curve_limit)['Set12_psnr']
-
-        checkpoints = {'JPEG': (None, )}
-        checkpoints.update({label: (latest_generator(name), ) for label, name in models.items()})
-        routed = {}  # the routed pairs: source model for the source QF, the variant for the target
-        for variant in args.variants:
-            if VARIANTS[variant].get('routed'):
-                checkpoint = osp.join(args.out, f'{direction}_{variant}_routed.pth')
-                experts = [
-                    latest_generator(models[dq_label]),
-                    latest_generator(variant_opts[direction, variant]['name'])
-                ]
-                network = routed_model(checkpoint, list(zip((source, target), experts)), args.backbone)
-                routed[f'{variant} + routing ({VARIANTS[variant].get("track", "pixels")})'] = (checkpoint, network,
-                                                                                               experts)
-        curve_checkpoints = {}  # curve variant: {adaptation iteration: checkpoint}, from the source model's on
-        for variant in args.variants:
-            if VARIANTS[variant].get('curve'):
-                name = models[labels[variant]]
-                folder = osp.join(experiment_dir(name), 'models')
-                found = (re.fullmatch(r'net_g_(\d+)\.pth', f) for f in os.listdir(folder))
-                points = {int(m[1]): osp.join(folder, m[0]) for m in found if m and int(m[1]) < args.adapt_iters}
-                curve_checkpoints[variant] = {0: latest_generator(models[dq_label]), **points}
-                curve_checkpoints[variant][args.adapt_iters] = latest_generator(name)
-        # scorings and step times: --jobs threads of one torch thread each (torch ops release the GIL), each step time
-        # measured against a source-only step in alternating rounds, so that the other thread's load hits both
-        torch.set_num_threads(1)
-        phase_start = time.time()
-        with ThreadPoolExecutor(args.jobs) as pool:
-            row_jobs = {label: pool.submit(row, *spec) for label, spec in checkpoints.items()}
-            ratio_jobs = {v: pool.submit(step_ratio, variant_opts[direction, v]) for v in args.variants}
-            curve_jobs = {
-                (v, it): pool.submit(curve_point, c)
-                for v, points in curve_checkpoints.items()
-                for it, c in points.items()
-            }
-            row_jobs.update({label: pool.submit(row, *spec) for label, spec in routed.items()})  # after their experts
-            rows = [(label, job.result()) for label, job in row_jobs.items()]
-            ratios = {v: job.result() for v, job in ratio_jobs.items()}
-            curve_psnr = {key: job.result() for key, job in curve_jobs.items()}
-        wall[f'{direction} scoring and step-time ratios'] = time.time() - phase_start
-        details = {
-            labels[v]: {
-                'acc_q': mean_logged(variant_opts[direction, v]['name'], 'acc_q'),
-                'step_ratio': ratios[v]
-            }
-            for v in args.variants
-        }
-        values_of = dict(rows)
-        dq, sq = values_of[dq_label], values_of[sq_label]
-        for label, values in rows[1:]:
-            for dataset in TEST_SETS:
-                gap = sq[f'{dataset}_psnr'] - dq[f'{dataset}_psnr']
-                values[f'{dataset}_gap'] = 100 * (values[f'{dataset}_psnr'] - dq[f'{dataset}_psnr']) / gap
-            values['forgetting'] = values['source_psnr'] - dq['source_psnr']
-            values.update({k: v for k, v in details.get(label, {}).items() if v is not None})
-        curves = {
-            labels[v]: [(it, curve_psnr[v, it]) for it in sorted(points)]
-            for v, points in curve_checkpoints.items()
-        }
-        columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
-                   for m in ('psnr', 'psnrb', 'ssim')]
-        columns += [(f'{d}_gap', f'{d} gap recovered %') for d in TEST_SETS]
-        columns += [('source_psnr', f'BSD68 PSNR at QF {source} ({args.source_limit} images)'),
-                    ('forgetting', 'change at source QF (dB)'), ('acc_q', 'Q accuracy'),
-                    ('step_ratio', 'step time / source-only step')]
-        title = f'### {direction}: source QF {source} -> target QF {target} (scores at QF {target})\n'
-        gap_plot(osp.join(args.out, f'gap_{direction}.png'), direction, rows[1:])
-        curve_plot(osp.join(args.out, f'curve_{direction}.png'), direction, curves, target, args.curve_limit)
-        twins = ''.join(f'\n`{v}` is `{VARIANTS[v]["twin"]}`\'s model: the QF read from each target file equals the '
-                        'one estimated from its pixels, so the two draw the same batches.\n' for d, v in same_as_twin
-                        if d == direction)
-        markdown.append(title + '\n' + markdown_table(columns, rows) + twins +
-                        f'\nPlots: `gap_{direction}.png`, `curve_{direction}.png`.\n')
-        report['directions'][direction] = {'rows': rows, 'details': details, 'curves': curves}
-    report['wall_seconds'] = {'total': time.time() - start, **wall}
+def write_report(args, report, markdown, wall):
+    """Add the wall times and the list of variants and peers; print the Markdown and write da_study.md and .json."""
     phases = ', '.join(f'{k} {v:.0f} s' for k, v in wall.items())
     markdown.append(f'Wall time: {report["wall_seconds"]["total"] / 60:.1f} min '
                     f'(trainings, then per direction scoring and step-time ratios: {phases}).\n')
-    markdown.append('Variants:\n\n' + ''.join(f'- `{name}`: {spec["text"]}\n'
-                                              for name, spec in VARIANTS.items() if name in args.variants))
+    markdown.append('Variants:\n\n' + ''.join(f'- `{name}`: {variant.text}\n'
+                                              for name, variant in VARIANTS.items() if name in args.variants))
     markdown.append('Peers (trained from scratch for the source + adaptation iterations):\n\n' +
                     ''.join(f'- `{name}`: {text}\n' for name, text in PEERS.items() if name in args.peers))
     text = '\n'.join(markdown)
@@ -729,6 +753,24 @@ def main():
         f.write(text)
     with open(osp.join(args.out, 'da_study.json'), 'w', encoding='utf-8') as f:
         json.dump(report, f, indent=1)
+
+
+def main():
+    args = parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    start = time.time()
+    prepare_data(args.shared, args.data_root)
+    wall = {}
+    variant_opts, same_as_twin = train_study(args, wall)
+    cache = JsonCache(osp.join(args.out, 'scores_cache.json'))
+    scores = Scores(cache, args.backbone, functools.partial(load_test_pairs, args.data_root, args.test_limit))
+    report, markdown = report_head(args)
+    for direction in args.directions:
+        rows, details, curves = study_direction(args, direction, variant_opts, scores, cache, wall)
+        markdown.append(direction_section(args, direction, rows, curves, same_as_twin))
+        report['directions'][direction] = {'rows': rows, 'details': details, 'curves': curves}
+    report['wall_seconds'] = {'total': time.time() - start, **wall}
+    write_report(args, report, markdown, wall)
 
 
 if __name__ == '__main__':

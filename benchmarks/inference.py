@@ -1,9 +1,10 @@
-"""Throughput and peak memory of ``carn_da.evaluation.restore`` on one large grayscale image, with and without tiles.
+"""Throughput and peak memory of ``carn_da.utils.inference.restore`` on one large grayscale image, with and without
+tiles.
 
 Each case runs in a fresh subprocess, so that its peak memory is its own:
 
 - ``forward``: a bare ``torch.no_grad()`` forward of the network on the image's (1, 1, H, W) float tensor;
-- ``restore``: ``evaluation.restore`` on the uint8 image (tensor conversion, forward, clamping, rounding);
+- ``restore``: ``inference.restore`` on the uint8 image (tensor conversion, forward, clamping, rounding);
 - ``restore_tiled``: the same in ``--tile`` tiles overlapping by ``--tile-overlap``.
 
 Time is the median of ``--repeats`` runs after one warm-up run; throughput is megapixels per second; the overhead is
@@ -32,7 +33,7 @@ from datetime import datetime, timezone
 from os import path as osp
 
 from carn_da.archs.rdn_arch import RDN
-from carn_da.evaluation import restore
+from carn_da.utils.inference import restore
 
 CASES = ('forward', 'restore', 'restore_tiled')
 

@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from os import path as osp
 
 from carn_da.utils.jpeg import estimate_quality, jpeg_compress, to_gray
-from carn_da.runs import ROOT
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 DEFAULT_GT = [osp.join('datasets', 'BSD68', 'gt'), osp.join('datasets', 'Set12', 'gt')]
 EXTENSIONS = ('.png', '.bmp', '.tif', '.tiff')
@@ -41,11 +42,11 @@ def read_images(folders):
     """[(name, uint8 gray image)] of the images in ``folders`` (relative paths are taken from the project root)."""
     images = []
     for folder in folders:
-        folder = folder if osp.isabs(folder) else osp.join(ROOT, folder)
+        folder = folder if osp.isabs(folder) else osp.join(REPO, folder)
         paths = sorted(p for p in glob.glob(osp.join(folder, '*')) if p.lower().endswith(EXTENSIONS))
         if not paths:
             sys.exit(f'No images in {folder}.')
-        images += [(osp.relpath(p, ROOT), to_gray(cv2.imread(p, cv2.IMREAD_UNCHANGED))) for p in paths]
+        images += [(osp.relpath(p, REPO), to_gray(cv2.imread(p, cv2.IMREAD_UNCHANGED))) for p in paths]
     return images
 
 

@@ -17,13 +17,15 @@ CARNDAModel, run by BasicSR's training pipeline in a subprocess):
   source JPEGs from its features of yours, and the feature extractor learns, through gradient reversal, to make
   them alike (``--lambda``).
 
-Writes ``--out`` (default ``results/<name>``): ``<name>.yml``, the options of the run (resume or extend it with
-``python carn_da/train.py -opt <name>.yml --auto_resume``, or ``carn-da adapt ... --resume``), ``report.md`` (also
-printed) and ``report.json``. The adapted model is ``experiments/<name>/models/net_g_latest.pth``; restore with it
-by ``carn-da restore --model <it> --opt <name>.yml`` (or the source model's option file). ``routed.yml`` and
-``net_g_routed.pth`` join it with the source model (``QualityRoutedCARN``, as ``carn-da route`` does): each image
-goes to the source model if its quality, estimated from its pixels, is nearest the source JPEGs' (read from
-``--source-lq``'s files), else to the adapted one, so that nothing is lost at the source quality.
+Outputs: with ``--out DIR``, everything goes under DIR: ``<name>.yml``, the options of the run, ``report.md`` (also
+printed), ``report.json``, and the training itself (``DIR/experiments/<name>``, ``DIR/tb_logger/<name>``). Without
+it, the training runs in the current folder (``./experiments/<name>``, ``./tb_logger/<name>``) and the options and
+report go to ``./results/<name>``. Resume or extend a run with ``carn-da adapt ... --resume`` or as the report says.
+The adapted model is ``experiments/<name>/models/net_g_latest.pth``; restore with it by ``carn-da restore --model
+<it> --opt <name>.yml`` (or the source model's option file). ``routed.yml`` and ``net_g_routed.pth`` join it with the
+source model (``QualityRoutedCARN``, as ``carn-da route`` does): each image goes to the source model if its quality,
+estimated from its pixels, is nearest the source JPEGs' (read from ``--source-lq``'s files), else to the adapted
+one, so that nothing is lost at the source quality.
 
 The report gives the JPEG quality histograms of both image sets (read from their quantisation tables) and, on the
 target images, indicators that need no ground truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the
@@ -34,7 +36,6 @@ extension, never given to the training): PSNR, PSNR-B and SSIM before and after,
 """
 import carn_da.compat  # noqa: F401
 
-import argparse
 import cv2
 import json
 import math
@@ -47,24 +48,27 @@ import torch
 from os import path as osp
 from tqdm import tqdm
 
+from carn_da import recipes
 from carn_da.archs.splittable import require_splittable
 from carn_da.data.image_pairs import header_size, image_paths, images_by_stem
-from carn_da.utils.jpeg import estimate_quality, quality_histogram, read_quality, to_gray
 from carn_da.data.two_domain_dataset import TwoDomainDataset
-from carn_da.evaluate import UserError, choose_device
-from carn_da.evaluation import METRICS, image_scores, markdown_table, mean_scores
 from carn_da.metrics.psnrb_metric import blocking_effect_factor
-from carn_da.restore import BadInput, Restorer, decode, load_checkpoint, load_model, network_options, read_input
-from carn_da.route import routed_model
-from carn_da.runs import ROOT, experiment_dir, latest_generator, load_options, train, write_options
+from carn_da.runs import experiment_dir, latest_generator, train
+from carn_da.utils.checkpoint import load_model, load_state_dict, network_options, routed_state
+from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
+from carn_da.utils.device import choose_device
+from carn_da.utils.errors import BadInput, UserError
+from carn_da.utils.files import load_options, save_torch_atomic, write_atomic, write_options
+from carn_da.utils.images import decode, read_input
+from carn_da.utils.inference import Restorer
+from carn_da.utils.jpeg import estimate_quality, quality_histogram, read_quality, to_gray
+from carn_da.utils.logs import logged_values
+from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, markdown_table, mean_scores
 
 # 1000 steps of batch 8 and patch 48: minutes on a GPU; on 2 idle CPU cores 5-7 min for the CPU-sized RDNs of
 # options/demo and benchmarks/da_study.py (0.3-0.4 s per step in their logs; twice that beside other jobs).
 DEFAULT_ITERS = 1000
-L1 = {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}
 JPEG, BEFORE, AFTER = 'JPEG input', 'source model (before)', 'adapted model (after)'
-METRIC_NAMES = {'psnr': 'PSNR', 'psnrb': 'PSNR-B', 'ssim': 'SSIM'}
-LOGGED_ACC = re.compile(r'iter:\s*([\d,]+),.*?acc_q: (\S+)')
 
 
 def io_backend(root):
@@ -73,11 +77,9 @@ def io_backend(root):
 
 
 def source_losses(options):
-    """The supervised losses of the source model's option file (``pixel_opt``, MemNet's ``intermediate_opt``);
-    an L1 ``pixel_opt`` where it gives none."""
+    """The supervised losses of the source model's option file (``pixel_opt``, MemNet's ``intermediate_opt``)."""
     train_opt = load_options(options).get('train') or {}
-    losses = {key: train_opt[key] for key in ('pixel_opt', 'intermediate_opt') if isinstance(train_opt.get(key), dict)}
-    return {'pixel_opt': L1, **losses}
+    return {key: train_opt[key] for key in ('pixel_opt', 'intermediate_opt') if isinstance(train_opt.get(key), dict)}
 
 
 def quality_feature_channels(net, channels, patch, device):
@@ -91,78 +93,35 @@ def quality_feature_channels(net, channels, patch, device):
 
 
 def adapt_options(args, channels, q_feat, device):
-    """CARNDAModel options: the source model as ``pretrain_network_g``, the source pairs and the target images in a
-    TwoDomainDataset, and the recipe's parts (see the module): QF-matched synthesis and target self-supervision, or
-    a QualityDiscriminator on the ``q_feat`` channels of F's features with the paper's lambda."""
-    opt = base_adapt_options(args, channels, device)
+    """The recipe's CARNDAModel options (``recipes.recommended_da`` or ``recipes.paper_da``, the latter with a
+    QualityDiscriminator on the ``q_feat`` channels of F's features): the source model as ``pretrain_network_g``,
+    the source pairs and the target images in a TwoDomainDataset, the source model's own losses."""
+    pairs = recipes.jpeg_pairs(
+        f'{args.name}_source_and_target',
+        osp.abspath(args.source_gt),
+        osp.abspath(args.source_lq),
+        args.patch,
+        args.batch,
+        io_backend(args.source_gt)['type'],
+        workers=4 if device.type == 'cuda' else 0,
+        enlarge=1)
+    train_set = recipes.two_domains(
+        pairs,
+        osp.abspath(args.target),
+        io_backend_target={'type': 'disk'},
+        color='gray' if channels == 1 else 'rgb',
+        skip_bad_images=True)
+    schedule = dict(recipes.schedule(args.iters, args.lr), **source_losses(args.opt))
+    log = recipes.logger(max(1, args.iters // 50), max(1, args.iters // 4))
+    common = dict(seed=args.seed, num_gpu=1 if device.type == 'cuda' else 0)
+    recipe = (args.name, network_options(args.opt), train_set, schedule, log, osp.abspath(args.model))
     if args.recipe == 'recommended':
-        train_set = opt['datasets']['train']
-        del train_set['dataroot_lq']  # every source pair is compressed at a target image's quality
-        train_set.update(source_quality='target', target_self_supervision=True, target_quality=args.target_quality)
-        opt['train']['target_opt'] = dict(L1)
+        opt = recipes.recommended_da(*recipe, target_quality=args.target_quality, **common)
     else:
-        opt['network_q'] = {'type': 'QualityDiscriminator', 'num_feat': q_feat, 'hidden': 128, 'pooling': 'avgstd'}
-        opt['train']['optim_q'] = {'type': 'Adam', 'lr': args.lr, 'betas': [0.9, 0.999]}
-        opt['train']['domain_opt'] = {'type': 'DomainAdversarialLoss', 'loss_weight': args.lambda_}
+        q = recipes.discriminator(q_feat, 128, 'avgstd')
+        opt = recipes.paper_da(*recipe, q, args.lambda_, **common)
+    opt['path']['param_key_g'] = load_state_dict(args.model)[0]
     return opt
-
-
-def base_adapt_options(args, channels, device):
-    """The options both recipes share (see ``adapt_options``)."""
-    return {
-        'name': args.name,
-        'model_type': 'CARNDAModel',
-        'num_gpu': 1 if device.type == 'cuda' else 0,
-        'manual_seed': args.seed,
-        'datasets': {
-            'train': {
-                'name': f'{args.name}_source_and_target',
-                'type': 'TwoDomainDataset',
-                'dataroot_gt': osp.abspath(args.source_gt),
-                'dataroot_lq': osp.abspath(args.source_lq),
-                'io_backend': io_backend(args.source_gt),
-                'dataroot_target': osp.abspath(args.target),
-                'io_backend_target': {
-                    'type': 'disk'
-                },
-                'color': 'gray' if channels == 1 else 'rgb',
-                'skip_bad_images': True,
-                'gt_size': args.patch,
-                'use_hflip': True,
-                'use_rot': True,
-                'num_worker_per_gpu': 4 if device.type == 'cuda' else 0,
-                'batch_size_per_gpu': args.batch,
-                'dataset_enlarge_ratio': 1
-            }
-        },
-        'network_g': network_options(args.opt),
-        'path': {
-            'pretrain_network_g': osp.abspath(args.model),
-            'param_key_g': load_checkpoint(args.model)[0],
-            'strict_load_g': True,
-            'resume_state': None
-        },
-        'train': {
-            'optim_g': {
-                'type': 'Adam',
-                'lr': args.lr,
-                'betas': [0.9, 0.999]
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [max(1, args.iters * 3 // 4)],
-                'gamma': 0.5
-            },
-            'total_iter': args.iters,
-            'warmup_iter': -1,
-            **source_losses(args.opt)
-        },
-        'logger': {
-            'print_freq': max(1, args.iters // 50),
-            'save_checkpoint_freq': max(1, args.iters // 4),
-            'use_tb_logger': True
-        }
-    }
 
 
 def check_dataset(train_opt, iters):
@@ -237,16 +196,6 @@ def measure(label, restorer, targets, stems, gts, channels):
     return {'bef': float(np.mean(befs)) if befs else float('nan'), **(mean_scores(rows) if rows else {})}
 
 
-def logged_accuracy(name):
-    """{iteration: acc_q} that BasicSR's message logger wrote in the training logs of experiment ``name``."""
-    logs = sorted(f for f in os.listdir(experiment_dir(name)) if f.startswith('train_') and f.endswith('.log'))
-    accuracy = {}
-    for log in logs:
-        with open(osp.join(experiment_dir(name), log), encoding='utf-8') as f:
-            accuracy.update((int(it.replace(',', '')), float(acc)) for it, acc in LOGGED_ACC.findall(f.read()))
-    return dict(sorted(accuracy.items()))
-
-
 def accuracy_summary(accuracy):
     """Mean logged discriminator accuracy over the first and the last quarter of the logged iterations."""
     values = list(accuracy.values())
@@ -260,15 +209,16 @@ def accuracy_summary(accuracy):
     }
 
 
-def shown(path):
-    """``path`` relative to the working directory if it lies below it, else absolute."""
-    rel = osp.relpath(path)
+def shown(path, start=os.curdir):
+    """``path`` relative to ``start`` (default: the working directory) if it lies below it, else absolute."""
+    rel = osp.relpath(path, start)
     return osp.abspath(path) if rel.startswith(os.pardir) else rel
 
 
 def report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt, routed):
     """The Markdown report of an adaptation."""
-    checkpoint, opt_path = shown(latest_generator(args.name)), shown(opt_path)
+    checkpoint, resume = shown(latest_generator(args.name, args.root)), shown(opt_path, args.root)
+    opt_path = shown(opt_path)
     if 'missing' in routed:
         routing = f'No routed model: {routed["missing"]}; join the models with `carn-da route`.  '
     else:
@@ -280,8 +230,9 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
         f'## carn-da adapt: {args.name}\n', f'Command: `{command}`  ',
         f'Adapted model: `{checkpoint}`, options of the run: `{opt_path}`  ',
         f'Restore: `carn-da restore INPUT -o OUTDIR --model {checkpoint} --opt {opt_path}`  ', routing,
-        f'Resume or extend: `python -m carn_da.train -opt {opt_path} --auto_resume --force_yml train:total_iter=N`\n',
-        '| images | folder | count | JPEG quality (QF) |', '|---|---|---:|---|'
+        f'Resume or extend: `cd {shlex.quote(shown(args.root))} && python -m carn_da.train -opt {shlex.quote(resume)} '
+        '--auto_resume --force_yml train:total_iter=N`\n', '| images | folder | count | JPEG quality (QF) |',
+        '|---|---|---:|---|'
     ]
     for label, (folder, histogram) in histograms.items():
         lines.append(f'| {label} | `{folder}` | {sum(histogram.values())} | {histogram_text(histogram) or "n/a"} |')
@@ -303,18 +254,8 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
     return '\n'.join(lines)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='carn-da adapt', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', required=True, metavar='CHECKPOINT', help='The source model (BasicSR checkpoint).')
-    parser.add_argument('--opt', required=True, metavar='OPTIONS.yml', help="Option file with the model's network_g.")
-    parser.add_argument('--source-gt', required=True, metavar='DIR', help='Ground truths of the source pairs.')
-    parser.add_argument('--source-lq', required=True, metavar='DIR', help='Their JPEGs (the source quality).')
-    parser.add_argument('--target', required=True, metavar='DIR', help='Your JPEGs (any quality; no ground truth).')
-    parser.add_argument(
-        '--target-gt', metavar='DIR', help='Ground truths of some target images, only to score before and after.')
-    parser.add_argument('--name', help='Experiment name (experiments/NAME). Default: adapt_<target folder name>.')
-    parser.add_argument('--out', help='Folder of the options and report. Default: results/NAME.')
+def add_training_arguments(parser):
+    """The options of the training: its length, recipe and hyper-parameters."""
     parser.add_argument(
         '--iters',
         type=int,
@@ -352,7 +293,25 @@ def parse_args(argv=None):
         'crops: as many images through the network as a source-only step of 8), 8 for paper.')
     parser.add_argument('--patch', type=int, default=48, help='Side of the training patches. Default: 48.')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='Default: CUDA if present.')
+
+
+def parse_args(argv=None):
+    parser = command_parser('carn-da adapt', __doc__)
+    parser.add_argument('--model', required=True, metavar='CHECKPOINT', help='The source model (BasicSR checkpoint).')
+    parser.add_argument('--opt', required=True, metavar='OPTIONS.yml', help="Option file with the model's network_g.")
+    parser.add_argument('--source-gt', required=True, metavar='DIR', help='Ground truths of the source pairs.')
+    parser.add_argument('--source-lq', required=True, metavar='DIR', help='Their JPEGs (the source quality).')
+    parser.add_argument('--target', required=True, metavar='DIR', help='Your JPEGs (any quality; no ground truth).')
+    parser.add_argument(
+        '--target-gt', metavar='DIR', help='Ground truths of some target images, only to score before and after.')
+    parser.add_argument('--name', help='Experiment name (experiments/NAME). Default: adapt_<target folder name>.')
+    parser.add_argument(
+        '--out',
+        metavar='DIR',
+        help='Folder of everything the run writes: options, report, routed model, and the training (DIR/experiments/'
+        'NAME, DIR/tb_logger/NAME). Default: the training in the current folder (./experiments/NAME, '
+        './tb_logger/NAME), the rest in ./results/NAME.')
+    add_training_arguments(parser)
     parser.add_argument('--resume', action='store_true', help='Continue the experiment NAME if it exists.')
     parser.add_argument(
         '--eval-images',
@@ -360,8 +319,9 @@ def parse_args(argv=None):
         default=100,
         help='Measure BEF on at most this many target images (spread over them), plus all with a ground truth. '
         'Default: 100.')
-    parser.add_argument('--tile', type=int, help='Restore the measured images in tiles of this size.')
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
+    check_inference_arguments(parser, args)
     recommended = args.recipe == 'recommended'
     args.lr = (1e-3 if recommended else 1e-4) if args.lr is None else args.lr
     args.batch = (4 if recommended else 8) if args.batch is None else args.batch
@@ -373,7 +333,8 @@ def parse_args(argv=None):
     args.name = args.name or f'adapt_{osp.basename(osp.normpath(args.target))}'
     if not re.fullmatch(r'[\w.-]+', args.name):
         parser.error(f'--name may hold letters, digits, _ . and - only, got {args.name!r}')
-    args.out = args.out or osp.join(ROOT, 'results', args.name)
+    args.root = osp.abspath(args.out or os.curdir)  # where the training runs: experiments/ and tb_logger/
+    args.out = args.out or osp.join('results', args.name)
     return parser, args
 
 
@@ -398,25 +359,25 @@ def write_routed_model(args, histograms, targets):
         estimate_quality(to_gray(decode(read_input(path))[0]))
         for path in targets.values() if read_quality(path) is None
     }
-    network, state = routed_model([(source_qfs, args.opt, args.model),
-                                   (sorted(target_qfs), args.opt, latest_generator(args.name))])
+    adapted = latest_generator(args.name, args.root)
+    network = recipes.routed_pair([(network_options(args.opt), source_qfs),
+                                   (network_options(args.opt), sorted(target_qfs))])
     routed = {'options': osp.join(args.out, 'routed.yml'), 'checkpoint': osp.join(args.out, 'net_g_routed.pth')}
-    torch.save({'params': state}, routed['checkpoint'])
+    save_torch_atomic({'params': routed_state([args.model, adapted])}, routed['checkpoint'])
     write_options({'network_g': network}, routed['options'])
     return dict(routed, experts=[expert['qualities'] for expert in network['experts']])
 
 
 def write_report(args, command, opt_path, histograms, results, num_measured, num_gt, routed):
     """Print the report and write it as ``report.md`` and ``report.json`` under ``--out``."""
-    accuracy = accuracy_summary(logged_accuracy(args.name))
+    accuracy = accuracy_summary(logged_values(experiment_dir(args.name, args.root), 'acc_q'))
     text = report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt, routed)
     print(text)
-    with open(osp.join(args.out, 'report.md'), 'w', encoding='utf-8') as f:
-        f.write(text)
+    write_atomic(osp.join(args.out, 'report.md'), text.encode('utf-8'))
     qf_histograms = {label: {str(q): n for q, n in histogram.items()} for label, (_, histogram) in histograms.items()}
     summary = dict(
         command=command,
-        checkpoint=latest_generator(args.name),
+        checkpoint=latest_generator(args.name, args.root),
         options=opt_path,
         qf_histograms=qf_histograms,
         results=results,
@@ -424,8 +385,7 @@ def write_report(args, command, opt_path, histograms, results, num_measured, num
         measured_images=num_measured,
         target_gt_images=num_gt,
         routed=routed)
-    with open(osp.join(args.out, 'report.json'), 'w', encoding='utf-8') as f:
-        json.dump(summary, f, indent=1)
+    write_atomic(osp.join(args.out, 'report.json'), json.dumps(summary, indent=1).encode('utf-8'))
 
 
 def run(args, command):
@@ -433,9 +393,9 @@ def run(args, command):
         root = getattr(args, option)
         if root is not None and not osp.isdir(root):
             raise UserError(f'--{option.replace("_", "-")}: folder {root} does not exist.')
-    if osp.isdir(experiment_dir(args.name)) and not args.resume:
-        raise UserError(f'Experiment {experiment_dir(args.name)} exists: pass --resume to continue it, or choose '
-                        'another --name.')
+    if osp.isdir(experiment_dir(args.name, args.root)) and not args.resume:
+        raise UserError(f'Experiment {experiment_dir(args.name, args.root)} exists: pass --resume to continue it, '
+                        'or choose another --name.')
     device = choose_device(args.device)
     net, channels = load_model(args.model, args.opt, device)
     q_feat = quality_feature_channels(net, channels, args.patch, device) if args.recipe == 'paper' else None
@@ -447,18 +407,19 @@ def run(args, command):
     stems = evaluation_stems(targets, gts, args.eval_images)
 
     results = {JPEG: measure(JPEG, None, targets, stems, gts, channels)}
-    results[BEFORE] = measure(BEFORE, Restorer(net, channels, device, tile=args.tile), targets, stems, gts, channels)
+    tiles = dict(tile=args.tile, tile_overlap=args.tile_overlap)
+    results[BEFORE] = measure(BEFORE, Restorer(net, channels, device, **tiles), targets, stems, gts, channels)
     del net
     torch.cuda.empty_cache()  # leave the GPU to the training process
     os.makedirs(args.out, exist_ok=True)
     opt_path = write_options(opt, osp.join(args.out, f'{args.name}.yml'))
     try:
-        train(opt_path, *(['--auto_resume'] if args.resume else []))
+        train(opt_path, *(['--auto_resume'] if args.resume else []), root=args.root)
     except RuntimeError as error:
         print(f'carn-da adapt: {error}; options: {opt_path}', file=sys.stderr)
         return 1
-    adapted, _ = load_model(latest_generator(args.name), args.opt, device)
-    results[AFTER] = measure(AFTER, Restorer(adapted, channels, device, tile=args.tile), targets, stems, gts, channels)
+    adapted, _ = load_model(latest_generator(args.name, args.root), args.opt, device)
+    results[AFTER] = measure(AFTER, Restorer(adapted, channels, device, **tiles), targets, stems, gts, channels)
     routed = write_routed_model(args, histograms, targets)
     write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)), routed)
     return 0
@@ -466,10 +427,7 @@ def run(args, command):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    try:
-        return run(args, f'{parser.prog} {shlex.join(sys.argv[1:] if argv is None else argv)}')
-    except UserError as error:
-        parser.exit(2, f'{parser.prog}: error: {error}\n')
+    return run_command(parser, run, args, f'{parser.prog} {shlex.join(sys.argv[1:] if argv is None else argv)}')
 
 
 if __name__ == '__main__':

@@ -108,21 +108,14 @@ def quality_channels(backbone, size='cpu'):
 def jpeg_pairs(name, gt, lq, patch, batch, io='disk', workers=0, enlarge=100):
     """A training set of (JPEG, ground truth) pairs (JPEGPairedDataset): random ``patch`` squares, flips and
     rotations. ``io``: BasicSR's io_backend type ('disk' or 'lmdb')."""
-    return {
-        'name': name,
-        'type': 'JPEGPairedDataset',
-        'dataroot_gt': gt,
-        'dataroot_lq': lq,
-        'io_backend': {
-            'type': io
-        },
-        'gt_size': patch,
-        'use_hflip': True,
-        'use_rot': True,
-        'num_worker_per_gpu': workers,
-        'batch_size_per_gpu': batch,
-        'dataset_enlarge_ratio': enlarge
-    }
+    return dict(
+        test_pairs(name, gt, lq, io),
+        gt_size=patch,
+        use_hflip=True,
+        use_rot=True,
+        num_worker_per_gpu=workers,
+        batch_size_per_gpu=batch,
+        dataset_enlarge_ratio=enlarge)
 
 
 def prepared_pairs(name, folder, qf, patch, batch, **kwargs):
@@ -136,17 +129,9 @@ def two_domains(pairs, target, **options):
     return dict(pairs, type='TwoDomainDataset', dataroot_target=target, **options)
 
 
-def test_pairs(name, gt, lq):
-    """A validation or test set: whole (JPEG, ground truth) pairs read from folders."""
-    return {
-        'name': name,
-        'type': 'JPEGPairedDataset',
-        'dataroot_gt': gt,
-        'dataroot_lq': lq,
-        'io_backend': {
-            'type': 'disk'
-        }
-    }
+def test_pairs(name, gt, lq, io='disk'):
+    """A validation or test set: whole (JPEG, ground truth) pairs."""
+    return {'name': name, 'type': 'JPEGPairedDataset', 'dataroot_gt': gt, 'dataroot_lq': lq, 'io_backend': {'type': io}}
 
 
 def schedule(iters, lr, milestones=None, betas=(0.9, 0.999)):
@@ -163,6 +148,13 @@ def schedule(iters, lr, milestones=None, betas=(0.9, 0.999)):
         'warmup_iter': -1,
         'pixel_opt': dict(L1)
     }
+
+
+def cosine_schedule(iters, lr, betas=(0.9, 0.999)):
+    """:func:`schedule` with ``lr`` annealed to 0 on one cosine period over the ``iters`` iterations (BasicSR's
+    CosineAnnealingRestartLR) instead of halved at milestones."""
+    cosine = {'type': 'CosineAnnealingRestartLR', 'periods': [iters], 'restart_weights': [1], 'eta_min': 0}
+    return dict(schedule(iters, lr, betas=betas), scheduler=cosine)
 
 
 def adam(lr, betas=(0.9, 0.999)):
@@ -313,6 +305,7 @@ class Setting:
     train: str = 'datasets/DIV2K_train_gray_x4'  # a scripts/prepare_data.py folder: gt and qf<Q>, with ``ext``
     train_name: str = 'DIV2K_train_gray_x4'  # the training set's name in logs
     ext: str = '.lmdb'  # '.lmdb': LMDBs, '': folders
+    # validation sets, (name, scripts/prepare_data.py folder) pairs; (): no validation
     tests: tuple = (('DIV2K_valid', 'datasets/DIV2K_valid_gray_x4'), ('BSD68', 'datasets/BSD68'), ('Set12',
                                                                                                    'datasets/Set12'))
     patch: int = 64
@@ -384,7 +377,7 @@ def option_file(kind, backbone='rdn', source=10, target=70, setting=PAPER):
     train_name = f'{s.train_name}_qf{source}'
     pairs = jpeg_pairs(train_name, gt, data[source], s.patch, batch, io, s.workers, s.enlarge)
     val_qfs = [source, target] if kind == 'bq' else [source if kind == 'sq' else target]
-    val = (validation_sets(s.tests, val_qfs), s.val_freq or iters, s.pbar)
+    val = (validation_sets(s.tests, val_qfs), s.val_freq or iters, s.pbar) if s.tests else None
     log = logger(s.log[0], s.log[1] or iters // 2)
     seed = (source if kind == 'sq' else 100 * source + target) if s.seeded else 0
     name, net = s.name(backbone, kind, source, target), network(backbone, s.size)

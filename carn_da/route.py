@@ -14,14 +14,13 @@ adaptation forgets nothing at the source quality (docs/RESULTS.md).
 import carn_da.compat  # noqa: F401
 
 import argparse
-import os
 import sys
-import torch
 from os import path as osp
 
-from carn_da.evaluate import UserError, network_options
-from carn_da.restore import load_checkpoint, load_model
-from carn_da.runs import write_options
+from carn_da.recipes import routed_pair
+from carn_da.utils.checkpoint import load_model, network_options, routed_state
+from carn_da.utils.cli import command_parser, run_command
+from carn_da.utils.files import save_torch_atomic, write_options
 
 
 def qualities_arg(text):
@@ -34,28 +33,8 @@ def qualities_arg(text):
     return qualities
 
 
-def routed_state(checkpoints):
-    """The QualityRoutedCARN state dict of the experts' ``checkpoints``, in order."""
-    return {
-        f'experts.{k}.{name}': value
-        for k, checkpoint in enumerate(checkpoints)
-        for name, value in load_checkpoint(checkpoint)[1].items()
-    }
-
-
-def routed_model(experts):
-    """(network_g options, state dict) of a QualityRoutedCARN from ``experts``: (qualities, options file,
-    checkpoint) each; UserError names a file that does not load."""
-    network = {'type': 'QualityRoutedCARN', 'experts': []}
-    for qualities, options, checkpoint in experts:
-        load_model(checkpoint, options)  # checks that the pair loads and restores, naming the file if not
-        network['experts'].append({'network': network_options(options), 'qualities': list(qualities)})
-    return network, routed_state(checkpoint for _, _, checkpoint in experts)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='carn-da route', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None):
+    parser = command_parser('carn-da route', __doc__)
     parser.add_argument(
         '--expert',
         nargs=3,
@@ -66,21 +45,28 @@ def main(argv=None):
     parser.add_argument('--out', required=True, help='Output folder (routed.yml, net_g.pth).')
     args = parser.parse_args(argv)
     try:
-        experts = [(qualities_arg(q), options, checkpoint) for q, options, checkpoint in args.expert]
+        args.expert = [(qualities_arg(q), options, checkpoint) for q, options, checkpoint in args.expert]
     except argparse.ArgumentTypeError as error:
         parser.error(f'--expert: {error}')
-    try:
-        network, state = routed_model(experts)
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
-    os.makedirs(args.out, exist_ok=True)
-    torch.save({'params': state}, osp.join(args.out, 'net_g.pth'))
-    write_options({'network_g': network}, osp.join(args.out, 'routed.yml'))
-    load_model(osp.join(args.out, 'net_g.pth'), osp.join(args.out, 'routed.yml'))
-    print(f'wrote {osp.join(args.out, "routed.yml")} and {osp.join(args.out, "net_g.pth")}: ' +
-          ', '.join(f'QF {",".join(map(str, q))} -> {checkpoint}' for q, _, checkpoint in experts))
+    return parser, args
+
+
+def run(args):
+    for _, options, checkpoint in args.expert:
+        load_model(checkpoint, options)  # checks that the pair loads and restores, naming the file if not
+    network = routed_pair([(network_options(options), qualities) for qualities, options, _ in args.expert])
+    checkpoint, options = osp.join(args.out, 'net_g.pth'), osp.join(args.out, 'routed.yml')
+    save_torch_atomic({'params': routed_state(checkpoint for _, _, checkpoint in args.expert)}, checkpoint)
+    write_options({'network_g': network}, options)
+    load_model(checkpoint, options)
+    print(f'wrote {options} and {checkpoint}: ' + ', '.join(f'QF {",".join(map(str, q))} -> {path}'
+                                                            for q, _, path in args.expert))
     return 0
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    return run_command(parser, run, args)
 
 
 if __name__ == '__main__':

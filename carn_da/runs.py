@@ -3,16 +3,14 @@
 Every function takes ``root``, the folder a training runs in (BasicSR's ``root_path``): its ``experiments/<name>``
 and ``tb_logger/<name>`` go there, and relative paths in its options are read from there.
 """
-import copy
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
-import torch
-import yaml
-from basicsr.archs import build_network
 from os import path as osp
+
+from carn_da.utils.files import load_options, write_options
 
 
 def experiment_dir(name, root):
@@ -23,17 +21,6 @@ def experiment_dir(name, root):
 def latest_generator(name, root):
     """The ``net_g`` that a finished training called ``name`` (run in ``root``) saved last."""
     return osp.join(experiment_dir(name, root), 'models', 'net_g_latest.pth')
-
-
-def load_options(path):
-    with open(path, encoding='utf-8') as f:
-        return yaml.safe_load(f)
-
-
-def write_options(opt, path):
-    with open(path, 'w', encoding='utf-8') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
-    return path
 
 
 def _train_in_child(argv, root, quiet):
@@ -92,19 +79,12 @@ def train_unless_done(opt, options_dir, root):
         if osp.isfile(recorded):  # the option file BasicSR copied into the experiment
             changed = [key for key in changed_options(load_options(recorded), opt) if key.split('.')[0] != 'logger']
         if changed:
-            raise ValueError(f'{experiment_dir(opt["name"], root)} was trained with other options ({", ".join(changed)} in '
-                             f'{recorded}): delete it or change the name (e.g. the prefix) to train the new options.')
+            raise ValueError(f'{experiment_dir(opt["name"], root)} was trained with other options '
+                             f'({", ".join(changed)} in {recorded}): delete it or change the name (e.g. the prefix) '
+                             'to train the new options.')
         print(f'reusing {latest_generator(opt["name"], root)}', flush=True)
         return 0.0
     start = time.time()
     print(f'training {opt["name"]} ({opt["train"]["total_iter"]} iterations)', flush=True)
     train(write_options(opt, osp.join(options_dir, f'{opt["name"]}.yml')), root=root, quiet=True, preloaded=True)
     return time.time() - start
-
-
-def load_generator(network_opt, checkpoint, device='cpu'):
-    """Build ``network_opt`` (a ``network_g`` dict) and load a BasicSR checkpoint into it, tensors only."""
-    net = build_network(copy.deepcopy(network_opt))
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    net.load_state_dict(state['params'])
-    return net.to(device).eval()

@@ -1,13 +1,14 @@
 """Reproduce the protocol of Ham, Yoo, Kang (SPIE 11842, 2021), sec. 4 and Table 1, from one command.
 
 1. Data: grayscale ground truths and OpenCV JPEGs at QF 10 and 70 (and ``--plot-qfs``), by scripts/prepare_data.py.
-2. Trainings through BasicSR, built from the paper-setting option files in options/ (paths, names and the preset's
-   changes written to ``OUT/options``): SQ at QF 10 and at QF 70, BQ (400 + 400 in the paper: half the training
-   images at each QF), DA 10->70 and DA 70->10, each starting from the SQ model of its source QF. A finished
-   training (``experiments/<name>/models/net_g_latest.pth``) is reused.
-3. Evaluation with carn_da.evaluate on the test sets at QF 10 and 70. Per test QF the rows of Table 1: JPEG, SQ (the
-   model of that QF), DQ (the model of the other QF), BQ and DA (the other QF's model adapted to this one), with the
-   paper's BSD68 PSNR beside them.
+2. Trainings through BasicSR, the recipes of carn_da/recipes.py in the preset's setting (``recipes.PAPER`` is that
+   of the option files in options/; the options, with this run's names and data, are written to ``OUT/options``):
+   SQ at QF 10 and at QF 70, BQ (400 + 400 in the paper: half the training images at each QF), DA 10->70 and DA
+   70->10, each starting from the SQ model of its source QF. A finished training
+   (``experiments/<name>/models/net_g_latest.pth``) is reused.
+3. Evaluation as ``carn-da eval`` does it (carn_da.utils.evaluation) on the test sets at QF 10 and 70. Per test QF
+   the rows of Table 1: JPEG, SQ (the model of that QF), DQ (the model of the other QF), BQ and DA (the other QF's
+   model adapted to this one), with the paper's BSD68 PSNR beside them.
 
 Writes into ``--out``: ``table.md`` (also printed: command, date, machine, wall times, the tables),
 ``scores.csv`` and ``scores.json`` (per image, every model at every QF), ``gain_vs_qf.png``, ``options/``.
@@ -31,8 +32,6 @@ Presets:
 import carn_da.compat  # noqa: F401
 
 import argparse
-import copy
-import itertools
 import math
 import os
 import platform
@@ -42,52 +41,51 @@ import sys
 import time
 import torch
 import yaml
+from dataclasses import replace
 from datetime import datetime, timezone
 from os import path as osp
 
-from carn_da import evaluate
+from carn_da import recipes
 from carn_da.data.image_pairs import image_paths
-from carn_da.evaluation import METRICS, markdown_table, mean_scores
-from carn_da.runs import ROOT, cpu_network, latest_generator, load_generator, load_options, train_unless_done
+from carn_da.runs import latest_generator, train_unless_done
+from carn_da.utils import evaluation
+from carn_da.utils.checkpoint import load_network
+from carn_da.utils.device import choose_device
+from carn_da.utils.scores import METRIC_NAMES, METRICS, markdown_table, mean_scores
 
-SHARED = osp.join(ROOT, os.pardir, 'shared', 'datasets')
-DIV2K = osp.join(ROOT, 'datasets', 'DIV2K')
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))  # the checkout: experiments/ and tb_logger/ go there
+SHARED = osp.join(REPO, os.pardir, 'shared', 'datasets')
+DIV2K = osp.join(REPO, 'datasets', 'DIV2K')
 TEST_QFS = (10, 70)
-# key (experiment name suffix), model label, paper-setting option file
-TRAININGS = [('sq_qf10', 'SQ-10', 'train_rdn_sq_qf10.yml'), ('sq_qf70', 'SQ-70', 'train_rdn_sq_qf70.yml'),
-             ('bq', 'BQ', 'train_rdn_bq.yml'), ('da_lq2hq', 'DA 10->70', 'train_rdn_da_lq2hq.yml'),
-             ('da_hq2lq', 'DA 70->10', 'train_rdn_da_hq2lq.yml')]
+# key (experiment name suffix), model label, recipe: recipes.option_file's kind, source QF (and target QF)
+TRAININGS = [('sq_qf10', 'SQ-10', ('sq', 10)), ('sq_qf70', 'SQ-70', ('sq', 70)), ('bq', 'BQ', ('bq', 10, 70)),
+             ('da_lq2hq', 'DA 10->70', ('da', 10, 70)), ('da_hq2lq', 'DA 70->10', ('da', 70, 10))]
 # Table 1 of the paper, BSD68 PSNR (dB) of RDN; the only cells known to us
 PAPER_BSD68_PSNR = {
     10: dict(JPEG=26.96, SQ=28.14, DQ=27.39, DA=28.14),
     70: dict(JPEG=34.07, SQ=34.40, DQ=31.11, DA=34.39)
 }
 PAPER_KEY = 'paper_BSD68_psnr'
-# data sets are (name, ground-truth folder, downscale factor); iters and lr are per kind of training (supervised or
-# adapt), a kind left out keeps the option files' value
+# the cpu preset's recipes.Setting: benchmarks/da_study.py's RDN, batch 8 of 48x48 patches from folders, no data
+# workers, SQ and BQ 1800 iterations at lr 5e-4 (as the DA study's source models), DA 600 at 1e-4, no validation
+# (the training data and iterations of a run are set by training_options)
+CPU = recipes.Setting(
+    size='cpu', ext='', tests=(), patch=48, batch=8, workers=0, iters=(1800, 600), lr=(5e-4, 1e-4, 2e-4))
+# data sets are (name, ground-truth folder, downscale factor); setting: the recipes' (its ext '.lmdb': LMDBs, its
+# tests: whether to validate, on the preset's test sets)
 PRESETS = {
     'paper':
     dict(
         train=('DIV2K_train', osp.join(DIV2K, 'DIV2K_train_HR'), 4),
-        format='lmdb',
         tests=[('DIV2K_valid', osp.join(DIV2K, 'DIV2K_valid_HR'), 4), ('BSD68', osp.join(SHARED, 'BSD68'), 1),
                ('Set12', osp.join(SHARED, 'Set12'), 1)],
-        network=None,
-        dataset={},
-        iters={},
-        lr={},
-        validate=True,
+        setting=recipes.PAPER,
         plot_qfs=[10, 30, 50, 70, 90]),
     'cpu':
     dict(
         train=('Train400', osp.join(SHARED, 'Train400'), 1),
-        format='folder',
         tests=[('BSD68', osp.join(SHARED, 'BSD68'), 1), ('Set12', osp.join(SHARED, 'Set12'), 1)],
-        network=cpu_network('rdn'),
-        dataset=dict(gt_size=48, batch_size_per_gpu=8, num_worker_per_gpu=0),
-        iters=dict(supervised=1800, adapt=600),
-        lr=dict(supervised=5e-4),
-        validate=False,
+        setting=CPU,
         plot_qfs=list(TEST_QFS)),
 }
 
@@ -98,72 +96,40 @@ def prepared_dir(data_root, name, scale):
 
 
 def prepare(gt_dir, out_dir, qfs, scale, fmt, limit=None):
-    cmd = [sys.executable, osp.join(ROOT, 'scripts', 'prepare_data.py'), '--input', gt_dir, '--out', out_dir]
+    cmd = [sys.executable, osp.join(REPO, 'scripts', 'prepare_data.py'), '--input', gt_dir, '--out', out_dir]
     cmd += ['--qf', *map(str, qfs), '--scale', str(scale), '--format', fmt, '--workers', str(os.cpu_count())]
     subprocess.run(cmd + (['--limit', str(limit)] if limit else []), check=True, stdout=subprocess.DEVNULL)
 
 
-def set_iterations(opt, total):
-    """Make ``opt`` run ``total`` iterations: milestones and val_freq scale with it, logger frequencies are capped."""
-    ratio = total / opt['train']['total_iter']
-    opt['train']['total_iter'] = total
-    opt['train']['scheduler']['milestones'] = [round(m * ratio) for m in opt['train']['scheduler']['milestones']]
-    if 'val' in opt:
-        opt['val']['val_freq'] = max(1, round(opt['val']['val_freq'] * ratio))
-    for key in ('print_freq', 'save_checkpoint_freq'):
-        opt['logger'][key] = min(opt['logger'][key], total)
-
-
 def training_options(preset, args, train_dir, test_dirs):
-    """{key: BasicSR options} of the five trainings, from the option files with the preset's changes."""
-    backend, ext = ('lmdb', '.lmdb') if preset['format'] == 'lmdb' else ('disk', '')
-    raw = {key: load_options(osp.join(ROOT, 'options', file)) for key, _, file in TRAININGS}
-    names = {opt['name']: f'{args.prefix}_{key}' for key, opt in raw.items()}  # e.g. RDN_SQ_QF10 -> <prefix>_sq_qf10
-
-    def retarget(root):  # datasets/DIV2K_train_gray_x4/qf10.lmdb -> <train_dir>/qf10[.lmdb]
-        return osp.join(train_dir, osp.splitext(osp.basename(root))[0] + ext)
-
+    """{key: BasicSR options} of the five trainings: recipes.option_file in the preset's setting, on ``train_dir``
+    (validated on ``test_dirs`` where the setting validates), with the run's names, network and iterations."""
+    base = preset['setting']
+    setting = replace(
+        base,
+        train=train_dir,
+        tests=tuple(test_dirs.items()) if base.tests else (),
+        iters=tuple(math.ceil(iters * args.iters_scale) for iters in base.iters))
     opts = {}
-    for key, opt in raw.items():
-        kind = 'adapt' if opt['model_type'] == 'CARNDAModel' else 'supervised'
-        opt['name'] = names[opt['name']]
-        train = opt['datasets'].pop('train')
-        train['name'] = f'{osp.basename(train_dir)}_{key}'
-        val_qfs = sorted({int(osp.basename(v['dataroot_lq'])[2:]) for v in opt['datasets'].values()})
-        train.update(preset['dataset'], io_backend={'type': backend}, dataroot_gt=retarget(train['dataroot_gt']))
-        for root in ('dataroot_lq', 'dataroot_target'):
-            if root in train:
-                train[root] = retarget(train[root])
-        if 'dataroot_lqs' in train:
-            train['dataroot_lqs'] = [retarget(root) for root in train['dataroot_lqs']]
-        opt['datasets'] = {'train': train}
-        if preset['validate']:
-            for i, (qf, (name, folder)) in enumerate(itertools.product(val_qfs, test_dirs.items()), 1):
-                opt['datasets'][f'val_{i}'] = dict(
-                    name=f'{name}_qf{qf}',
-                    type='JPEGPairedDataset',
-                    dataroot_gt=osp.join(folder, 'gt'),
-                    dataroot_lq=osp.join(folder, f'qf{qf}'),
-                    io_backend=dict(type='disk'))
-        else:
-            del opt['val']
-        if preset['network'] is not None:
-            opt['network_g'] = copy.deepcopy(preset['network'])
+    for key, _, (kind, *qualities) in TRAININGS:
+        opt = recipes.option_file(kind, 'rdn', *qualities, setting=setting)
+        opt['name'] = f'{args.prefix}_{key}'
+        opt['datasets']['train']['name'] = f'{osp.basename(train_dir)}_{key}'
         opt['network_g'].update(args.network)
         if 'network_q' in opt:
             opt['network_q']['num_feat'] = opt['network_g']['num_feat']  # Q reads RDN's SFENet2 features
-        pretrain = opt['path'].get('pretrain_network_g')
-        if pretrain is not None:  # experiments/RDN_SQ_QF10/models/net_g_latest.pth: the source SQ model
-            opt['path']['pretrain_network_g'] = latest_generator(names[pretrain.split('/')[-3]])
-        if kind in preset['lr']:
-            opt['train']['optim_g']['lr'] = preset['lr'][kind]
-        total = preset['iters'].get(kind, opt['train']['total_iter'])
-        set_iterations(opt, math.ceil(total * args.iters_scale))
+        if opt['path']['pretrain_network_g'] is not None:  # the source SQ model
+            opt['path']['pretrain_network_g'] = latest_generator(f'{args.prefix}_sq_qf{qualities[0]}', REPO)
+        total, base_total = opt['train']['total_iter'], base.iters[0 if kind in ('sq', 'bq') else 1]
+        for freq in ('print_freq', 'save_checkpoint_freq'):
+            opt['logger'][freq] = min(opt['logger'][freq], total)
+        if 'val' in opt:  # as often relative to the run as in the setting
+            opt['val']['val_freq'] = max(1, round(base.val_freq * total / base_total))
         opts[key] = opt
     return opts
 
 
-class LimitedEvalSet(evaluate.EvalSet):
+class LimitedEvalSet(evaluation.EvalSet):
     """An ``EvalSet`` of prepared JPEG folders, cut to its first ``limit`` pairs (all if None)."""
 
     def __init__(self, name, folder, qfs, limit):
@@ -178,8 +144,8 @@ class LimitedEvalSet(evaluate.EvalSet):
 def table1(results, datasets, qf):
     """Markdown table of test QF ``qf`` in the layout of the paper's Table 1, with the paper's BSD68 PSNR."""
     other = TEST_QFS[1 - TEST_QFS.index(qf)]
-    roles = [('JPEG', 'JPEG', evaluate.JPEG), ('SQ', 'SQ', f'SQ-{qf}'), ('DQ', 'DQ', f'SQ-{other}'), ('BQ', 'BQ', 'BQ'),
-             ('DA', f'DA ({other}->{qf})', f'DA {other}->{qf}')]
+    roles = [('JPEG', 'JPEG', evaluation.JPEG), ('SQ', 'SQ', f'SQ-{qf}'), ('DQ', 'DQ', f'SQ-{other}'),
+             ('BQ', 'BQ', 'BQ'), ('DA', f'DA ({other}->{qf})', f'DA {other}->{qf}')]
     rows = []
     for role, label, model in roles:
         values = {}
@@ -188,7 +154,7 @@ def table1(results, datasets, qf):
         if role in PAPER_BSD68_PSNR[qf]:
             values[PAPER_KEY] = PAPER_BSD68_PSNR[qf][role]
         rows.append((label, values))
-    columns = [(f'{d}_{m}', f'{d} {evaluate.METRIC_NAMES[m]}') for d in datasets for m in METRICS]
+    columns = [(f'{d}_{m}', f'{d} {METRIC_NAMES[m]}') for d in datasets for m in METRICS]
     return markdown_table(columns + [(PAPER_KEY, 'paper: BSD68 PSNR')], rows, reference='JPEG'), rows
 
 
@@ -220,7 +186,7 @@ def parse_args(argv=None):
     parser.add_argument('--preset', choices=sorted(PRESETS), default='cpu')
     parser.add_argument('--out', help='Output folder. Default: results/reproduce_<preset>.')
     parser.add_argument('--prefix', help='Experiment name prefix. Default: reproduce_<preset>.')
-    parser.add_argument('--data-root', default=osp.join(ROOT, 'datasets'), help='Where data sets are prepared.')
+    parser.add_argument('--data-root', default=osp.join(REPO, 'datasets'), help='Where data sets are prepared.')
     parser.add_argument('--train-gt', help="Training ground-truth folder (default: the preset's).")
     parser.add_argument(
         '--test',
@@ -239,7 +205,7 @@ def parse_args(argv=None):
     if args.iters_scale <= 0:
         parser.error('--iters-scale must be positive')
     args.prefix = args.prefix or f'reproduce_{args.preset}'
-    args.out = args.out or osp.join(ROOT, 'results', f'reproduce_{args.preset}')
+    args.out = args.out or osp.join(REPO, 'results', f'reproduce_{args.preset}')
     return args
 
 
@@ -268,7 +234,7 @@ def write_report(out, meta, results, datasets):
     print(text)
     with open(osp.join(out, 'table.md'), 'w', encoding='utf-8') as f:
         f.write(text)
-    evaluate.write_scores(results, out, meta)
+    evaluation.write_scores(results, out, meta)
 
 
 def main(argv=None):
@@ -293,25 +259,25 @@ def main(argv=None):
     train_wall = dict.fromkeys(opts, 0.0)
     data_wall = time.time() - start
     if not args.skip_train:
-        prepare(train_gt, train_dir, TEST_QFS, train_scale, preset['format'])
+        prepare(train_gt, train_dir, TEST_QFS, train_scale, 'lmdb' if preset['setting'].ext == '.lmdb' else 'folder')
         data_wall = time.time() - start
         bq = opts['bq']['datasets']['train']
         bq['num_pairs'] = [len(image_paths(bq['dataroot_gt'], bq['io_backend']['type'])) // 2] * len(bq['dataroot_lqs'])
         for key, opt in opts.items():
-            train_wall[key] = train_unless_done(opt, osp.join(args.out, 'options'))
+            train_wall[key] = train_unless_done(opt, osp.join(args.out, 'options'), REPO)
 
     eval_start = time.time()
-    device = evaluate.choose_device('auto')
+    device = choose_device('auto')
     nets = []
     for key, label, _ in TRAININGS:
-        checkpoint = latest_generator(opts[key]['name'])
+        checkpoint = latest_generator(opts[key]['name'], REPO)
         if osp.isfile(checkpoint):
-            nets.append((label, load_generator(opts[key]['network_g'], checkpoint, device)))
+            nets.append((label, load_network(opts[key]['network_g'], checkpoint, device)))
         else:
             print(f'{label}: no {checkpoint}; its rows stay empty.')
     sets = {name: LimitedEvalSet(name, folder, qfs, args.test_limit) for name, folder in test_dirs.items()}
-    results, _ = evaluate.evaluate(nets, sets, qfs, device=device)
-    evaluate.plot_gains(results, plot_qfs, osp.join(args.out, 'gain_vs_qf.png'))
+    results, _ = evaluation.evaluate(nets, sets, qfs, device=device)
+    evaluation.plot_gains(results, plot_qfs, osp.join(args.out, 'gain_vs_qf.png'))
 
     meta = {
         'command': shlex.join(['python', 'scripts/reproduce.py', *(sys.argv[1:] if argv is None else argv)]),

@@ -6,7 +6,6 @@ import shutil
 from os import path as osp
 from tiny import REPO
 
-
 SHARED_DATASETS = osp.join(REPO, os.pardir, 'shared', 'datasets')
 
 

@@ -9,13 +9,14 @@ import torch
 import yaml
 from conftest import write_jpeg_dataset
 from os import path as osp
+from tiny import REPO
 
 from carn_da import adapt, cli
 from carn_da.archs.rdn_arch import RDN
-from carn_da.utils.jpeg import quality_histogram
 from carn_da.data.two_domain_dataset import TwoDomainDataset
-from carn_da.restore import load_model
 from carn_da.runs import experiment_dir, latest_generator
+from carn_da.utils.checkpoint import load_model
+from carn_da.utils.jpeg import quality_histogram
 
 TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 4}
 PILE_QFS = (30, 50, 70, 90)
@@ -79,10 +80,11 @@ def test_adapt_end_to_end_then_restore_with_the_adapted_model(data, experiment_n
     ]
     assert adapt.main(argv) == 0
     stdout = capfd.readouterr().out
-    checkpoint = latest_generator(name)
+    checkpoint = latest_generator(name, str(out))  # with --out, the training runs there too
     opt_path = out / f'{name}.yml'
-    for path in (checkpoint, opt_path, out / 'report.md', out / 'report.json'):
-        assert osp.isfile(path), path
+    for path in (checkpoint, opt_path, out / 'report.md', out / 'report.json', out / 'tb_logger' / name):
+        assert osp.exists(path), path
+    assert not any(osp.exists(osp.join(REPO, top, name)) for top in ('experiments', 'tb_logger'))
 
     opt = yaml.safe_load(opt_path.read_text())
     assert opt['model_type'] == 'CARNDAModel' and opt['network_g'] == TINY_RDN
@@ -98,8 +100,9 @@ def test_adapt_end_to_end_then_restore_with_the_adapted_model(data, experiment_n
     report = (out / 'report.md').read_text()
     assert report in stdout
     assert 'QF 30: 1, QF 50: 1, QF 70: 1, QF 90: 1' in report and 'QF 10: 6' in report
+    resume = f'cd {adapt.shown(out)} && python -m carn_da.train -opt {name}.yml --auto_resume'
     for text in ('mean BEF', adapt.JPEG, adapt.BEFORE, adapt.AFTER, 'PSNR-B', adapt.shown(checkpoint),
-                 adapt.shown(opt_path)):
+                 adapt.shown(opt_path), resume):
         assert text in report, text
     assert 'discriminator accuracy' not in report
     summary = json.loads((out / 'report.json').read_text())
@@ -173,8 +176,8 @@ def test_routed_model_reads_the_quality_of_non_jpeg_targets_from_their_pixels(da
     """A target that is not a JPEG file (here a PNG of a QF-50 JPEG's pixels) has no quantisation tables to read:
     the routed model takes its quality from ``estimate_quality``."""
     name = experiment_name('routed_png')
-    os.makedirs(osp.join(experiment_dir(name), 'models'))
-    shutil.copy(data['model'], osp.join(experiment_dir(name), 'models', 'net_g_latest.pth'))
+    os.makedirs(osp.join(experiment_dir(name, str(tmp_path)), 'models'))  # --out tmp_path: the training's root
+    shutil.copy(data['model'], latest_generator(name, str(tmp_path)))
     png = str(tmp_path / 'img001.png')
     cv2.imwrite(png, cv2.imread(osp.join(data['pile'], 'sub', 'img001.jpg'), cv2.IMREAD_GRAYSCALE))
     jpeg = osp.join(data['pile'], 'sub', 'img003.jpg')  # QF 90, read from the file

@@ -12,9 +12,9 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from conftest import textured_image
 from numpy.lib.stride_tricks import sliding_window_view
 
-from carn_da.utils.jpeg import jpeg_compress, recompress
 from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
 from carn_da.data.two_domain_dataset import TwoDomainDataset
+from carn_da.utils.jpeg import jpeg_compress, recompress
 
 
 def noise(h, w, seed):

@@ -17,7 +17,8 @@ from torch import multiprocessing
 from carn_da.models.carn_da_model import CARNDAModel
 from carn_da.models.carn_model import CARNModel
 from carn_da.pipelines import train_pipeline
-from carn_da.runs import experiment_dir, write_options
+from carn_da.runs import experiment_dir
+from carn_da.utils.files import write_options
 
 MODELS = {'CARNModel': CARNModel, 'CARNDAModel': CARNDAModel}
 
@@ -80,7 +81,7 @@ def test_two_gloo_ranks_train_identical_networks_on_disjoint_shards(jpeg_dataset
     start_two_ranks(train_rank, str(write_options(opt, tmp_path / 'ddp.yml')), str(tmp_path))
     ranks = [torch.load(tmp_path / f'rank{rank}.pth', weights_only=True) for rank in range(2)]
     saved = {
-        net: torch.load(osp.join(experiment_dir(name), 'models', f'{net}_latest.pth'), weights_only=True)
+        net: torch.load(osp.join(experiment_dir(name, REPO), 'models', f'{net}_latest.pth'), weights_only=True)
         for net in ('net_g', 'net_q')
     }
     for net in ('net_g', 'net_q'):
@@ -96,7 +97,7 @@ def test_two_gloo_ranks_train_identical_networks_on_disjoint_shards(jpeg_dataset
     targets = [[paths[0] for _, paths in rank['batches']] for rank in ranks]
     assert targets[0] != targets[1]  # python's random is seeded per rank
 
-    state = torch.load(osp.join(experiment_dir(name), 'training_states', '3.state'), weights_only=True)
+    state = torch.load(osp.join(experiment_dir(name, REPO), 'training_states', '3.state'), weights_only=True)
     assert len(state['rng']) == 2 and state['rng'][0]['python'] != state['rng'][1]['python']
 
 

@@ -14,8 +14,10 @@ import yaml
 from os import path as osp
 from torch import nn
 
-from carn_da import evaluate, evaluation
+from carn_da import evaluate
 from carn_da.archs.rdn_arch import RDN
+from carn_da.utils import inference
+from carn_da.utils.scores import evaluate_pairs, mean_scores
 
 TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 4}
 # receptive field radius: sfe1, sfe2, 2 blocks x 2 convs, the 3x3 of the global fusion and the reconstruction
@@ -41,7 +43,7 @@ class ShapeRecorder(nn.Module):
 
 def test_tile_spans_cover_the_axis_with_seams_mid_overlap():
     for length, tile, overlap in [(50, 24, 16), (37, 20, 18), (100, 32, 8), (56, 32, 8), (20, 32, 8), (9, 4, 1)]:
-        spans = evaluation.tile_spans(length, tile, overlap)
+        spans = inference.tile_spans(length, tile, overlap)
         size = min(tile, length)
         assert len(spans) == 1 + math.ceil((length - size) / (size - overlap))
         assert spans[0][0] == 0 and spans[-1][1] == length  # first at the start, last aligned to the end
@@ -56,7 +58,7 @@ def test_tile_spans_cover_the_axis_with_seams_mid_overlap():
                 assert stop - keep_stop >= overlap // 2
         np.testing.assert_array_equal(kept, 1)
     with pytest.raises(ValueError, match='overlap'):
-        evaluation.tile_spans(50, 16, 16)
+        inference.tile_spans(50, 16, 16)
 
 
 @pytest.mark.parametrize('tile, overlap', [(24, 16), (20, 18), (33, 17), (40, 20), (64, 16)])
@@ -68,7 +70,7 @@ def test_tiled_inference_equals_whole_image(tile, overlap):
     lq = torch.rand(1, 1, height, width)
     with torch.no_grad():
         whole = net.net(lq)
-    tiled = evaluation.infer(net, lq, tile=tile, tile_overlap=overlap)
+    tiled = inference.infer(net, lq, tile=tile, tile_overlap=overlap)
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().max().item() < 1e-4
     # it really ran tiles of at most tile x tile, as many as the stride (tile - overlap) needs per axis
@@ -77,9 +79,9 @@ def test_tiled_inference_equals_whole_image(tile, overlap):
     assert set(net.shapes) == {(min(tile, height), min(tile, width))}
 
     img = (lq[0, 0].numpy() * 255).round().astype(np.uint8)
-    restored = evaluation.restore(net, img, tile=tile, tile_overlap=overlap)
+    restored = inference.restore(net, img, tile=tile, tile_overlap=overlap)
     assert restored.dtype == np.uint8 and restored.shape == img.shape
-    difference = np.abs(restored.astype(int) - evaluation.restore(net.net, img))
+    difference = np.abs(restored.astype(int) - inference.restore(net.net, img))
     assert difference.max() <= 1 and difference.mean() < 1e-2  # equal but for rounding flips of ~1e-7 differences
 
 
@@ -89,7 +91,7 @@ def test_small_overlap_changes_the_result():
     lq = torch.rand(1, 1, 37, 50, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         whole = net(lq)
-    assert (evaluation.infer(net, lq, tile=20, tile_overlap=2) - whole).abs().max().item() > 1e-3
+    assert (inference.infer(net, lq, tile=20, tile_overlap=2) - whole).abs().max().item() > 1e-3
 
 
 def _textured(rng, shape):
@@ -151,9 +153,9 @@ def test_cli_scores_json_equals_evaluate_pairs(cli_run, cli_output):
     for name, by_qf in cli_run['pairs'].items():
         for qf, pairs in by_qf.items():
             for label, net in (('JPEG', None), ('tiny', cli_run['net'])):
-                expected = evaluation.evaluate_pairs(pairs, net)
+                expected = evaluate_pairs(pairs, net)
                 assert scores[label][name][str(qf)]['images'] == expected
-                assert scores[label][name][str(qf)]['mean'] == evaluation.mean_scores(expected)
+                assert scores[label][name][str(qf)]['mean'] == mean_scores(expected)
 
 
 def test_cli_table(cli_run, cli_output):
@@ -169,8 +171,8 @@ def test_cli_table(cli_run, cli_output):
     cells = iter(zip(rows[0][1:], rows[1][1:]))
     for name in 'AB':
         for qf in (10, 50):
-            jpeg = evaluation.mean_scores(evaluation.evaluate_pairs(cli_run['pairs'][name][qf]))
-            model = evaluation.mean_scores(evaluation.evaluate_pairs(cli_run['pairs'][name][qf], cli_run['net']))
+            jpeg = mean_scores(evaluate_pairs(cli_run['pairs'][name][qf]))
+            model = mean_scores(evaluate_pairs(cli_run['pairs'][name][qf], cli_run['net']))
             for metric, decimals in (('psnr', 2), ('psnrb', 2), ('ssim', 4)):
                 jpeg_cell, model_cell = next(cells)
                 assert jpeg_cell == f'{jpeg[metric]:.{decimals}f}'
@@ -189,7 +191,7 @@ def test_cli_scores_csv(cli_run, cli_output):
                                  for m in ('JPEG', 'tiny')
                                  for s in 'AB'
                                  for q in ('10', '30', '50')}
-    jpeg = evaluation.evaluate_pairs(cli_run['pairs']['B'][30])[2]
+    jpeg = evaluate_pairs(cli_run['pairs']['B'][30])[2]
     assert ['JPEG', 'B', '30', 'pic2'] + [str(jpeg[m]) for m in ('psnr', 'psnrb', 'ssim')] in rows
 
 

@@ -9,8 +9,8 @@ from basicsr.metrics import calculate_metric, calculate_psnr, calculate_ssim
 from basicsr.utils.registry import METRIC_REGISTRY
 from torch import nn
 
-from carn_da import evaluation
 from carn_da.metrics.psnrb_metric import blocking_effect_factor, calculate_psnrb
+from carn_da.utils import inference, scores
 
 
 def _psnr(mse):
@@ -127,12 +127,12 @@ def test_restore_identity_and_channel_order():
     rng = np.random.default_rng(2)
     for shape in [(12, 10, 3), (12, 10), (12, 10, 1)]:
         img = rng.integers(0, 256, shape).astype(np.uint8)
-        out = evaluation.restore(nn.Identity(), img)
+        out = inference.restore(nn.Identity(), img)
         assert out.dtype == np.uint8 and out.shape == shape
         np.testing.assert_array_equal(out, img)
     # the network sees RGB: zeroing its first channel zeroes the R (last) channel of a BGR image
     img = rng.integers(1, 256, (12, 10, 3)).astype(np.uint8)
-    out = evaluation.restore(_ZeroFirstChannel(), img)
+    out = inference.restore(_ZeroFirstChannel(), img)
     np.testing.assert_array_equal(out[..., :2], img[..., :2])
     assert not out[..., 2].any()
 
@@ -145,7 +145,7 @@ def test_restore_clamps():
             return x + 1
 
     img = np.zeros((8, 8, 3), np.uint8)
-    assert (evaluation.restore(AddOne(), img) == 255).all()
+    assert (inference.restore(AddOne(), img) == 255).all()
 
 
 def _jpeg_pairs():
@@ -160,14 +160,14 @@ def _jpeg_pairs():
 
 def test_evaluate_pairs_without_net_scores_the_jpeg():
     pairs = _jpeg_pairs()
-    rows = evaluation.evaluate_pairs(pairs)
+    rows = scores.evaluate_pairs(pairs)
     assert [row['name'] for row in rows] == ['img0', 'img1']
     for row, (_, lq, gt) in zip(rows, pairs):
         assert row['psnr'] == calculate_psnr(lq, gt, crop_border=0)
         assert row['ssim'] == calculate_ssim(lq, gt, crop_border=0)
         assert row['psnrb'] == calculate_psnrb(lq, gt, crop_border=0)
-    assert evaluation.evaluate_pairs(pairs, net=nn.Identity()) == rows
-    mean = evaluation.mean_scores(rows)
+    assert scores.evaluate_pairs(pairs, net=nn.Identity()) == rows
+    mean = scores.mean_scores(rows)
     assert mean['psnr'] == pytest.approx((rows[0]['psnr'] + rows[1]['psnr']) / 2)
     assert mean['ssim'] == pytest.approx((rows[0]['ssim'] + rows[1]['ssim']) / 2)
 
@@ -180,7 +180,7 @@ def test_markdown_table():
                 '|---|---:|---:|---:|\n'
                 '| JPEG | 26.96 | 0.7000 | 25.50 |\n'
                 '| RDN | 28.14 (+1.18) | 0.8123 (+0.1123) |  |\n')
-    assert evaluation.markdown_table(columns, [('JPEG', jpeg), ('RDN', rdn)], reference='JPEG') == expected
+    assert scores.markdown_table(columns, [('JPEG', jpeg), ('RDN', rdn)], reference='JPEG') == expected
 
     expected = '| | PSNR |\n|---|---:|\n| A | 30.13 |\n'
-    assert evaluation.markdown_table([('psnr', 'PSNR')], [('A', {'psnr': 30.126})]) == expected
+    assert scores.markdown_table([('psnr', 'PSNR')], [('A', {'psnr': 30.126})]) == expected

@@ -9,7 +9,7 @@ from os import path as osp
 from PIL import Image
 
 from carn_da.utils.jpeg import (estimate_quality, ijg_luminance_table, jpeg_compress, jpeg_encode, quality_histogram,
-                               read_quality, recompress)
+                                read_quality, recompress)
 
 QUALITIES = (1, 5, 10, 25, 30, 49, 50, 51, 70, 75, 90, 95, 99, 100)
 

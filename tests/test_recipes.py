@@ -4,9 +4,9 @@ import pytest
 import re
 import yaml
 from os import path as osp
+from tiny import REPO
 
 from carn_da import recipes
-from tiny import REPO
 
 
 def recipe_of(path):

@@ -8,9 +8,9 @@ import yaml
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from os import path as osp
+from tiny import REPO
 
 import carn_da  # noqa: F401
-from tiny import REPO
 
 PARTS = [(ARCH_REGISTRY,
           ['RDN', 'DnCNN', 'MemNet', 'ARCNN', 'SplitCARN', 'QualityDiscriminator', 'PatchQualityDiscriminator']),

@@ -24,7 +24,8 @@ from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.models.carn_da_model import CARNDAModel
 from carn_da.models.carn_model import CARNModel, atomic_save, rng_state, set_rng_state
 from carn_da.pipelines import check_options, latest_training_state, train_pipeline
-from carn_da.runs import experiment_dir, write_options
+from carn_da.runs import experiment_dir
+from carn_da.utils.files import write_options
 
 
 def write_images(folder, names, h=40, w=48, quality=None):
@@ -265,8 +266,8 @@ def test_nan_loss_stops_training_naming_the_iteration_and_keeps_the_last_checkpo
                             env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert result.returncode != 0
     assert re.search(r'FloatingPointError: Iteration 5: non-finite loss \(l_pix: (nan|inf)', result.stderr)
-    assert os.listdir(osp.join(experiment_dir(name), 'models')) == ['net_g_3.pth']
-    assert os.listdir(osp.join(experiment_dir(name), 'training_states')) == ['3.state']
+    assert os.listdir(osp.join(experiment_dir(name, REPO), 'models')) == ['net_g_3.pth']
+    assert os.listdir(osp.join(experiment_dir(name, REPO), 'training_states')) == ['3.state']
 
 
 def run_training(argv, log_path, pause_at=None, paused=None):
@@ -302,7 +303,8 @@ def trained_iters(log_path):
 
 def final_weights(name):
     return {
-        net: torch.load(osp.join(experiment_dir(name), 'models', f'{net}_latest.pth'), weights_only=True)['params']
+        net: torch.load(osp.join(experiment_dir(name, REPO), 'models', f'{net}_latest.pth'),
+                        weights_only=True)['params']
         for net in ('net_g', 'net_q')
     }
 
@@ -335,7 +337,7 @@ def test_training_killed_between_checkpoints_resumes_exactly(jpeg_dataset, exper
     whole.join()
     assert killed.exitcode == -signal.SIGKILL and whole.exitcode == 0
     assert trained_iters(tmp_path / 'whole.log') == list(range(1, 17))
-    killed_dir = experiment_dir(names['killed'])
+    killed_dir = experiment_dir(names['killed'], REPO)
     assert sorted(os.listdir(osp.join(killed_dir, 'models'))) == ['net_g_8.pth', 'net_q_8.pth']
     assert os.listdir(osp.join(killed_dir, 'training_states')) == ['8.state']
     expected = final_weights(names['whole'])

@@ -12,12 +12,12 @@ import yaml
 from basicsr.metrics import calculate_psnr
 from conftest import textured_image
 from os import path as osp
+from tiny import REPO
 
 from carn_da.runs import experiment_dir, latest_generator
 
 sys.path.insert(0, osp.join(REPO, 'scripts'))
 import reproduce  # noqa: E402
-from tiny import REPO
 
 TINY_RDN = "{num_feat: 8, num_block: 2, num_layer: 2, growth: 4}"
 ITERS_SCALE = 0.002  # SQ and BQ: ceil(1800 * 0.002) = 4 iterations, DA: ceil(600 * 0.002) = 2
@@ -32,8 +32,14 @@ def write_images(folder, num, size, seed):
 
 
 def training_log(name):
-    logs = sorted(glob.glob(osp.join(experiment_dir(name), 'train_*.log')))
+    logs = sorted(glob.glob(osp.join(experiment_dir(name, REPO), 'train_*.log')))
     return ''.join(open(log, encoding='utf-8').read() for log in logs)
+
+
+def written_options(reproduced, name):
+    """The options reproduce.py wrote for the training ``name``."""
+    with open(osp.join(reproduced['out'], 'options', f'{name}.yml'), encoding='utf-8') as f:
+        return yaml.safe_load(f)
 
 
 def table_rows(text, qf):
@@ -67,18 +73,18 @@ def test_every_training_ran_with_its_data_and_source(reproduced):
     expected_iters = {'sq_qf10': 4, 'sq_qf70': 4, 'bq': 4, 'da_lq2hq': 2, 'da_hq2lq': 2}
     for key, iters in expected_iters.items():
         name = f'{prefix}_{key}'
-        assert osp.isfile(latest_generator(name)), name
-        opt = reproduce.load_options(osp.join(reproduced['out'], 'options', f'{name}.yml'))
+        assert osp.isfile(latest_generator(name, REPO)), name
+        opt = written_options(reproduced, name)
         assert opt['train']['total_iter'] == iters
         assert opt['network_g']['num_feat'] == 8 and 'val' not in opt
         assert 'End of training' in training_log(name)
     train = osp.join(reproduced['data'], 'train')
-    bq = reproduce.load_options(osp.join(reproduced['out'], 'options', f'{prefix}_bq.yml'))['datasets']['train']
+    bq = written_options(reproduced, f'{prefix}_bq')['datasets']['train']
     assert bq['dataroot_lqs'] == [osp.join(train, 'qf10'), osp.join(train, 'qf70')] and bq['num_pairs'] == [3, 3]
     for key, source, target in (('da_lq2hq', 10, 70), ('da_hq2lq', 70, 10)):
-        opt = reproduce.load_options(osp.join(reproduced['out'], 'options', f'{prefix}_{key}.yml'))
+        opt = written_options(reproduced, f'{prefix}_{key}')
         assert opt['model_type'] == 'CARNDAModel' and opt['network_q']['num_feat'] == 8
-        source_model = latest_generator(f'{prefix}_sq_qf{source}')
+        source_model = latest_generator(f'{prefix}_sq_qf{source}', REPO)
         assert f'Loading RDN model from {source_model}' in training_log(f'{prefix}_{key}')
         data = opt['datasets']['train']
         assert data['type'] == 'TwoDomainDataset' and data['dataroot_lq'] == osp.join(train, f'qf{source}')

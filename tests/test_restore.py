@@ -11,8 +11,11 @@ import yaml
 from conftest import textured_image
 from PIL import Image, ImageOps
 
-from carn_da import cli, restore
+from carn_da import cli
 from carn_da.archs.rdn_arch import RDN
+from carn_da.utils import images
+from carn_da.utils.checkpoint import load_model, load_state_dict
+from carn_da.utils.inference import Restorer
 
 TINY_RDN = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 2, 'num_layer': 2, 'growth': 4}
 TINY_RADIUS = 8  # receptive field radius of TINY_RDN (see tests/test_evaluate.py)
@@ -148,8 +151,8 @@ def test_stdin_is_one_image_named_stdin(tmp_path, model, capsys, monkeypatch):
 
 
 def test_three_channel_model_and_exif_orientation(tmp_path):
-    net, channels = restore.load_model(*save_model(tmp_path, channels=3))
-    restorer = restore.Restorer(net, channels, torch.device('cpu'))
+    net, channels = load_model(*save_model(tmp_path, channels=3))
+    restorer = Restorer(net, channels, torch.device('cpu'))
     color = cv2.imread(str(color_jpeg(tmp_path / 'c.jpg')), cv2.IMREAD_UNCHANGED)
     gray = cv2.imread(str(gray_jpeg(tmp_path / 'g.jpg')), cv2.IMREAD_UNCHANGED)
     assert restorer(color).shape == color.shape and restorer(gray).shape == gray.shape
@@ -160,11 +163,11 @@ def test_three_channel_model_and_exif_orientation(tmp_path):
     stored = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     for orientation in range(1, 9):
         exif = Image.Exif()
-        exif[restore.EXIF_ORIENTATION] = orientation
+        exif[images.EXIF_ORIENTATION] = orientation
         buf = io.BytesIO()
         Image.fromarray(stored).save(buf, 'PNG', exif=exif)
-        img, read_orientation = restore.decode(buf.getvalue())
-        upright = restore.ORIENT.get(read_orientation, np.asarray)(img)
+        img, read_orientation = images.decode(buf.getvalue())
+        upright = images.ORIENT.get(read_orientation, np.asarray)(img)
         np.testing.assert_array_equal(upright, np.asarray(ImageOps.exif_transpose(Image.open(buf))))
 
 
@@ -185,7 +188,7 @@ def test_checkpoint_forms(tmp_path):
     }
     for name, state in forms.items():
         torch.save(state, tmp_path / f'{name}.pth')
-        key, loaded = restore.load_checkpoint(str(tmp_path / f'{name}.pth'))
+        key, loaded = load_state_dict(str(tmp_path / f'{name}.pth'))
         assert key == {'bare': None, 'ema': 'params_ema'}[name]
         assert loaded.keys() == weights.keys() and all((loaded[k] == weights[k]).all() for k in weights)
-        assert restore.load_model(str(tmp_path / f'{name}.pth'), options)[1] == 1
+        assert load_model(str(tmp_path / f'{name}.pth'), options)[1] == 1

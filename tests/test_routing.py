@@ -8,9 +8,9 @@ from test_restore import save_model
 
 from carn_da import cli
 from carn_da.archs.quality_routed_arch import QualityRoutedCARN
+from carn_da.utils.checkpoint import load_model
+from carn_da.utils.inference import infer
 from carn_da.utils.jpeg import jpeg_compress
-from carn_da.evaluation import infer
-from carn_da.restore import load_model
 
 
 def as_input(img):

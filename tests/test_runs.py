@@ -2,9 +2,10 @@ import os
 import pytest
 import torch
 from os import path as osp
-from tiny import train_options
+from tiny import REPO, train_options
 
-from carn_da.runs import changed_options, experiment_dir, latest_generator, train, train_unless_done, write_options
+from carn_da.runs import changed_options, experiment_dir, latest_generator, train, train_unless_done
+from carn_da.utils.files import write_options
 
 
 def test_changed_options_names_the_dotted_keys_that_differ():
@@ -17,26 +18,29 @@ def test_changed_options_names_the_dotted_keys_that_differ():
 def test_a_finished_experiment_is_reused_only_with_the_options_it_recorded(experiment_name, tmp_path):
     name = experiment_name('reuse')
     opt = {'name': name, 'datasets': {'train': {'batch_size_per_gpu': 8}}, 'logger': {'print_freq': 10}}
-    os.makedirs(osp.dirname(latest_generator(name)))
-    open(latest_generator(name), 'wb').close()
-    recorded = write_options(opt, osp.join(experiment_dir(name), f'{name}.yml'))  # what BasicSR copies there
+    os.makedirs(osp.dirname(latest_generator(name, REPO)))
+    open(latest_generator(name, REPO), 'wb').close()
+    recorded = write_options(opt, osp.join(experiment_dir(name, REPO), f'{name}.yml'))  # what BasicSR copies there
 
-    assert train_unless_done(dict(opt, logger={'print_freq': 1}), str(tmp_path)) == 0.0  # the logger may differ
+    assert train_unless_done(dict(opt, logger={'print_freq': 1}), str(tmp_path), REPO) == 0.0  # the logger may differ
     with pytest.raises(ValueError, match=rf'datasets\.train\.batch_size_per_gpu in {recorded}'):
-        train_unless_done(dict(opt, datasets={'train': {'batch_size_per_gpu': 4}}), str(tmp_path))
+        train_unless_done(dict(opt, datasets={'train': {'batch_size_per_gpu': 4}}), str(tmp_path), REPO)
 
 
 def test_preloaded_trainings_train_what_a_new_interpreter_trains(jpeg_dataset, experiment_name, tmp_path):
     names = [experiment_name('preloaded1'), experiment_name('preloaded2'), experiment_name('interpreter')]
     for name, preloaded in zip(names, (True, True, False)):
         train(
-            write_options(train_options(name, jpeg_dataset), tmp_path / f'{name}.yml'), quiet=True, preloaded=preloaded)
-    weights = [torch.load(latest_generator(name), weights_only=True)['params'] for name in names]
+            write_options(train_options(name, jpeg_dataset), tmp_path / f'{name}.yml'),
+            root=REPO,
+            quiet=True,
+            preloaded=preloaded)
+    weights = [torch.load(latest_generator(name, REPO), weights_only=True)['params'] for name in names]
     for other in weights[1:]:
         assert other.keys() == weights[0].keys()
         assert all(torch.equal(other[k], weights[0][k]) for k in weights[0])
     for name in names[:2]:  # each its own log: the second does not log into the first's file
-        log = next(f.path for f in os.scandir(experiment_dir(name)) if f.name.startswith('train_'))
+        log = next(f.path for f in os.scandir(experiment_dir(name, REPO)) if f.name.startswith('train_'))
         with open(log, encoding='utf-8') as f:
             assert f'name: {name}' in f.read()
 
@@ -46,4 +50,4 @@ def test_a_failed_preloaded_training_raises_naming_its_options(jpeg_dataset, exp
     opt['datasets']['train']['dataroot_lq'] = str(tmp_path / 'missing')
     path = write_options(opt, tmp_path / 'broken.yml')
     with pytest.raises(RuntimeError, match=rf'training failed \(exit 1\): .*{path}'):
-        train(path, quiet=True, preloaded=True)
+        train(path, root=REPO, quiet=True, preloaded=True)

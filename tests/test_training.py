@@ -9,7 +9,9 @@ import torch
 from os import path as osp
 from tiny import REPO, TINY_RDN, train_options
 
-from carn_da.runs import experiment_dir, load_generator, write_options
+from carn_da.runs import experiment_dir
+from carn_da.utils.checkpoint import load_network
+from carn_da.utils.files import write_options
 
 
 def options(name, data, model_type='CARNModel', total_iter=20, network_g=TINY_RDN, pretrain=None):
@@ -43,7 +45,7 @@ def run_train(opt_path, *args):
 
 
 def training_log(name):
-    logs = sorted(glob.glob(osp.join(experiment_dir(name), 'train_*.log')))
+    logs = sorted(glob.glob(osp.join(experiment_dir(name, REPO), 'train_*.log')))
     return ''.join(open(log, encoding='utf-8').read() for log in logs)
 
 
@@ -55,10 +57,10 @@ def source_run(jpeg_dataset, experiment_name, tmp_path_factory):
 
 
 def test_supervised_training_saves_checkpoints_and_validates(source_run):
-    models = osp.join(experiment_dir(source_run), 'models')
+    models = osp.join(experiment_dir(source_run, REPO), 'models')
     for ckpt in ('net_g_10.pth', 'net_g_20.pth', 'net_g_latest.pth'):
         assert osp.isfile(osp.join(models, ckpt)), ckpt
-    assert osp.isfile(osp.join(experiment_dir(source_run), 'training_states', '20.state'))
+    assert osp.isfile(osp.join(experiment_dir(source_run, REPO), 'training_states', '20.state'))
     log = training_log(source_run)
     for metric in ('psnr', 'psnrb', 'ssim'):
         assert f'# {metric}:' in log
@@ -68,10 +70,10 @@ def test_supervised_training_saves_checkpoints_and_validates(source_run):
 
 def test_domain_adaptation_trains_saves_both_networks_and_resumes(source_run, jpeg_dataset, experiment_name, tmp_path):
     name = experiment_name('da')
-    pretrain = osp.join(experiment_dir(source_run), 'models', 'net_g_latest.pth')
+    pretrain = osp.join(experiment_dir(source_run, REPO), 'models', 'net_g_latest.pth')
     opt_path = write_options(options(name, jpeg_dataset, 'CARNDAModel', pretrain=pretrain), tmp_path / 'da.yml')
     run_train(opt_path)
-    models = osp.join(experiment_dir(name), 'models')
+    models = osp.join(experiment_dir(name, REPO), 'models')
     for ckpt in ('net_g_20.pth', 'net_q_20.pth', 'net_g_latest.pth', 'net_q_latest.pth'):
         assert osp.isfile(osp.join(models, ckpt)), ckpt
     log = training_log(name)
@@ -85,7 +87,7 @@ def test_domain_adaptation_trains_saves_both_networks_and_resumes(source_run, jp
     assert 'net_q_20.pth' in log  # the discriminator is restored too (BasicSR's check_resume sets its path)
     for ckpt in ('net_g_30.pth', 'net_q_30.pth'):
         assert osp.isfile(osp.join(models, ckpt)), ckpt
-    assert osp.isfile(osp.join(experiment_dir(name), 'training_states', '30.state'))
+    assert osp.isfile(osp.join(experiment_dir(name, REPO), 'training_states', '30.state'))
 
 
 BACKBONES = {
@@ -140,6 +142,6 @@ def test_domain_adaptation_runs_with_every_backbone(backbone, jpeg_dataset, expe
     assert f'Network [{network["type"]}] is created.' in log
     for entry in ('l_domain:', 'acc_q:', '# psnr:', '# psnrb:') + (('l_intermediate:', ) if intermediate_opt else ()):
         assert entry in log, entry
-    checkpoint = osp.join(experiment_dir(name), 'models', 'net_g_latest.pth')
-    net = load_generator(opt['network_g'], checkpoint)  # a plain generator, Q dropped
+    checkpoint = osp.join(experiment_dir(name, REPO), 'models', 'net_g_latest.pth')
+    net = load_network(opt['network_g'], checkpoint)  # a plain generator, Q dropped
     assert net(torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)

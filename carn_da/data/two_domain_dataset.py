@@ -3,8 +3,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from carn_da.data.image_pairs import (BadImageError, augment, check_root, choose_subset, image_paths, make_file_client,
                                       random_window, read_image, to_tensor)
-from carn_da.utils.jpeg import check_quality, estimate_quality, read_quality, recompress, to_gray
 from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
+from carn_da.utils.jpeg import check_quality, estimate_quality, read_quality, recompress, to_gray
 
 TARGET_QUALITY_SOURCES = ('file', 'pixels')
 

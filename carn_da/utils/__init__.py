@@ -1,1 +1,2 @@
-"""The runtime layer beneath the commands: JPEG coding, errors, devices, checkpoints, atomic writes, inference."""
+"""The runtime layer beneath the commands, one role per module: errors, devices, checkpoints, files (atomic writes,
+option files), images, inference, scores, training logs, JPEG coding and the commands' shared arguments."""

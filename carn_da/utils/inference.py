@@ -1,25 +1,8 @@
-"""Scoring of restored JPEG images (PSNR, PSNR-B, SSIM) and Markdown result tables."""
+"""Running a network on images: whole or in overlapping tiles, uint8 images in and out."""
 import cv2
 import numpy as np
 import torch
-from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils.img_util import img2tensor, tensor2img
-from os import path as osp
-
-from carn_da.data.image_pairs import paired_paths
-from carn_da.metrics.psnrb_metric import calculate_psnrb
-
-METRICS = ('psnr', 'psnrb', 'ssim')
-DECIMALS = {'psnr': 2, 'psnrb': 2, 'ssim': 4}
-
-
-def load_pairs(lq_folder, gt_folder, flag=cv2.IMREAD_GRAYSCALE):
-    """(name, lq, gt) uint8 images of two folders, paired by file stem (``qf10/a.jpg`` with ``gt/a.png``)."""
-    pairs = []
-    for pair in paired_paths(lq_folder, gt_folder, 'disk'):
-        lq, gt = (cv2.imread(pair[key], flag) for key in ('lq_path', 'gt_path'))
-        pairs.append((osp.splitext(osp.basename(pair['gt_path']))[0], lq, gt))
-    return pairs
 
 
 def _resolve_device(net, device):
@@ -100,81 +83,37 @@ def restore(net, img, device=None, tile=None, tile_overlap=16):
     return tensor2img(output, rgb2bgr=True).reshape(img.shape)
 
 
-def image_scores(restored, gt):
-    """PSNR, PSNR-B and SSIM of a uint8 ``restored`` image against ``gt`` (all channels, no border crop)."""
-    return {
-        'psnr': calculate_psnr(restored, gt, crop_border=0),
-        'psnrb': calculate_psnrb(restored, gt, crop_border=0),
-        'ssim': calculate_ssim(restored, gt, crop_border=0)
-    }
+class Restorer:
+    """Restores uint8 images (H, W), (H, W, 3) BGR or (H, W, 4) BGRA with a CARN of 1 or 3 channels.
 
-
-def evaluate_pairs(pairs, net=None, device=None):
-    """Score each (name, lq, gt) uint8 pair: ``net``'s restoration of lq, or lq itself when ``net`` is None.
-
-    Returns:
-        list[dict]: One {'name', 'psnr', 'psnrb', 'ssim'} per pair, in order.
+    Colour through a 1-channel network: Y of YCbCr (OpenCV's BT.601 ``COLOR_BGR2YCrCb`` in float) is restored, Cb
+    and Cr are kept. Gray through a 3-channel network: replicated to RGB, restored, converted back to gray. Alpha
+    is kept. ``dtype`` is the network's (float32, or float16 / bfloat16 with ``--half``); ``tile`` and
+    ``tile_overlap`` are those of :func:`infer`.
     """
-    rows = []
-    for name, lq, gt in pairs:
-        restored = lq if net is None else restore(net, lq, device)
-        rows.append({'name': name, **image_scores(restored, gt)})
-    return rows
 
+    def __init__(self, net, channels, device, dtype=torch.float32, tile=None, tile_overlap=16):
+        self.net, self.channels, self.device, self.dtype = net.to(dtype), channels, device, dtype
+        self.tile, self.tile_overlap = tile, tile_overlap
 
-def mean_scores(rows):
-    """Mean of each metric over the per-image rows of :func:`evaluate_pairs`."""
-    return {metric: float(np.mean([row[metric] for row in rows])) for metric in METRICS}
+    def run(self, x):
+        """The network on a float32 (H, W, C) array in [0, 1] (its channel order); float32 (H, W, C) in [0, 1]."""
+        lq = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.dtype)
+        out = infer(self.net, lq, self.device, self.tile, self.tile_overlap)
+        return out[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
 
-
-def _format(value, key, reference=None):
-    decimals = DECIMALS.get(key.rsplit('_', 1)[-1], 2)
-    text = f'{value:.{decimals}f}'
-    if reference is not None:
-        text += f' ({value - reference:+.{decimals}f})'
-    return text
-
-
-def markdown_table(columns, rows, reference=None):
-    """GitHub Markdown table of scores.
-
-    Args:
-        columns (list[tuple[str, str]]): (key, header) per column. A key is a metric name ('psnr', 'psnrb',
-            'ssim') or ends with '_<metric>' (e.g. 'LIVE1_psnrb'); that metric sets the decimals (2 for PSNR and
-            PSNR-B, 4 for SSIM; 2 for other keys).
-        rows (list[tuple[str, dict]]): (label, {key: value}) per row; a missing key leaves the cell empty.
-        reference (str | None): Label of a row whose values the other rows show their gain over, as
-            ``28.14 (+1.18)``.
-
-    Returns:
-        str: The table, one line per row, ending with a newline.
-    """
-    ref_values = dict(rows)[reference] if reference is not None else {}
-    lines = ['| | ' + ' | '.join(header for _, header in columns) + ' |', '|---' + '|---:' * len(columns) + '|']
-    for label, values in rows:
-        cells = []
-        for key, _ in columns:
-            if key not in values:
-                cells.append('')
-                continue
-            gain_over = ref_values.get(key) if label != reference else None
-            cells.append(_format(values[key], key, gain_over))
-        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'
-
-
-def add_inference_arguments(parser):
-    """``--device``, ``--tile`` and ``--tile-overlap`` of the command-line tools that restore images."""
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='Default: CUDA if present.')
-    parser.add_argument('--tile', type=int, help='Restore in tiles of this size (default: whole images).')
-    parser.add_argument(
-        '--tile-overlap',
-        type=int,
-        default=16,
-        help='Overlap of neighbouring tiles; tiling matches whole-image inference when the receptive field radius '
-        'is at most half of it. Default: 16.')
-
-
-def check_inference_arguments(parser, args):
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        parser.error(f'--tile-overlap must be in [0, --tile), got {args.tile_overlap} and {args.tile}')
+    def __call__(self, img):
+        gray = img.ndim == 2
+        x = (img if gray else img[..., :3]).astype(np.float32) / 255.
+        if not gray and self.channels == 1:
+            ycrcb = cv2.cvtColor(x, cv2.COLOR_BGR2YCrCb)
+            ycrcb[..., :1] = self.run(ycrcb[..., :1])
+            out = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
+        elif not gray:
+            out = self.run(x[..., ::-1])[..., ::-1]
+        elif self.channels == 3:
+            out = cv2.cvtColor(self.run(cv2.cvtColor(x, cv2.COLOR_GRAY2RGB)), cv2.COLOR_RGB2GRAY)
+        else:
+            out = self.run(x[..., None])[..., 0]
+        out = np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
+        return np.concatenate([out, img[..., 3:]], axis=2) if not gray and img.shape[2] == 4 else out

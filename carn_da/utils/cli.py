@@ -1,0 +1,44 @@
+"""What every command shares: its parser, the inference options, and how a user's mistake is reported."""
+import argparse
+import re
+
+from carn_da.utils.errors import UserError
+
+ROLE = re.compile(r':[a-z]+:`~?([^`]+)`')  # :func:`x` and the like
+
+
+def plain(doc):
+    """A reST docstring as plain text for ``--help``: ``x`` and :func:`x` become x."""
+    return ROLE.sub(r'\1', doc).replace('``', '')
+
+
+def command_parser(prog, doc):
+    """An argument parser whose description is the module docstring ``doc`` in plain text, as written."""
+    return argparse.ArgumentParser(
+        prog=prog, description=plain(doc), formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_inference_arguments(parser):
+    """``--device``, ``--tile`` and ``--tile-overlap`` of the commands that restore images."""
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='Default: CUDA if present.')
+    parser.add_argument('--tile', type=int, help='Restore in tiles of this size (default: whole images).')
+    parser.add_argument(
+        '--tile-overlap',
+        type=int,
+        default=16,
+        help='Overlap of neighbouring tiles; tiling matches whole-image inference when the receptive field radius '
+        'is at most half of it. Default: 16.')
+
+
+def check_inference_arguments(parser, args):
+    """Exit with a usage error if ``--tile-overlap`` does not fit ``--tile``."""
+    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
+        parser.error(f'--tile-overlap must be in [0, --tile), got {args.tile_overlap} and {args.tile}')
+
+
+def run_command(parser, run, *args):
+    """``run(*args)``, reporting a UserError as one line ``PROG: error: MESSAGE`` and exit code 2."""
+    try:
+        return run(*args)
+    except UserError as error:
+        parser.exit(2, f'{parser.prog}: error: {error}\n')

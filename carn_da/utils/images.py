@@ -1,0 +1,67 @@
+"""Decoding and encoding the images the commands restore, with their EXIF orientation."""
+import cv2
+import io
+import numpy as np
+import sys
+from PIL import Image, UnidentifiedImageError
+
+from carn_da.utils.errors import BadInput
+
+STDIN = '-'
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the transform that shows the stored pixels upright (as PIL's ImageOps.exif_transpose)
+ORIENT = {
+    2: lambda img: img[:, ::-1],
+    3: lambda img: img[::-1, ::-1],
+    4: lambda img: img[::-1],
+    5: lambda img: img.swapaxes(0, 1),
+    6: lambda img: np.rot90(img, -1),
+    7: lambda img: img[::-1, ::-1].swapaxes(0, 1),
+    8: lambda img: np.rot90(img, 1),
+}
+
+
+def decode(data):
+    """(uint8 image as OpenCV reads it unchanged, EXIF orientation) of a file's bytes; BadInput if unusable.
+
+    JPEGs are also decoded by Pillow, which raises on truncated or broken data where OpenCV only warns.
+    """
+    orientation = 1
+    try:
+        with Image.open(io.BytesIO(data)) as pil_img:
+            orientation = pil_img.getexif().get(EXIF_ORIENTATION, 1)
+            if pil_img.format == 'JPEG':
+                pil_img.load()
+    except UnidentifiedImageError:
+        pass  # not an image Pillow knows: OpenCV decides
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise BadInput(f'corrupt or truncated image ({error})') from error
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if img is None:
+        raise BadInput('not an image, or corrupt (cannot be decoded)')
+    if img.dtype != np.uint8:
+        raise BadInput(f'{img.dtype} pixels; only 8-bit images are restored')
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[2] not in (3, 4):
+        raise BadInput(f'{img.shape[2]} channels; gray, BGR and BGRA images are restored')
+    return img, orientation
+
+
+def encode(img, ext):
+    """The bytes of ``img`` as an ``ext`` file (png, tif, bmp); BadInput if OpenCV cannot encode it."""
+    ok, buf = cv2.imencode(f'.{ext}', img)
+    if not ok:
+        raise BadInput(f'OpenCV cannot encode a {img.shape} image as {ext}')
+    return buf.tobytes()
+
+
+def read_input(path):
+    """The bytes of a file, or of stdin for ``-``; BadInput if it cannot be read."""
+    if path == STDIN:
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as error:
+        raise BadInput(f'cannot be read ({error.strerror})') from error
