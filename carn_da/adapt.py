@@ -27,12 +27,15 @@ source model (``QualityRoutedCARN``, as ``carn-da route`` does): each image goes
 estimated from its pixels, is nearest the source JPEGs' (read from ``--source-lq``'s files), else to the adapted
 one, so that nothing is lost at the source quality.
 
-The report gives the JPEG quality histograms of both image sets (read from their quantisation tables) and, on the
-target images, indicators that need no ground truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the
-luma, in 8-bit squared units; lower is less blocky, but blurring lowers it too) of the JPEGs and of the outputs of
-the source and adapted models, and the discriminator's accuracy over training (near 0.5 once it cannot tell the
-domains apart). With ``--target-gt`` (ground truths of some target images, paired by relative path without
-extension, never given to the training): PSNR, PSNR-B and SSIM before and after, on luma for a 1-channel model.
+Before anything is built, the source JPEGs must pair with the ground truths by relative path without extension
+(LMDBs: by their ``meta_info.txt`` keys), for both recipes. The report gives the JPEG quality histograms of both image
+sets (read from their quantisation tables; a target that does not decode, e.g. a truncated file, is named and left
+out of the counts, the measurements and the training) and, on the target images, indicators that need no ground
+truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the luma, in 8-bit squared units; lower is less
+blocky, but blurring lowers it too) of the JPEGs and of the outputs of the source and adapted models, and the
+discriminator's accuracy over training (near 0.5 once it cannot tell the domains apart). With ``--target-gt``
+(ground truths of some target images, paired by relative path without extension, never given to the training):
+PSNR, PSNR-B and SSIM before and after, on luma for a 1-channel model.
 """
 import carn_da.compat  # noqa: F401
 
@@ -50,7 +53,7 @@ from tqdm import tqdm
 
 from carn_da import recipes
 from carn_da.archs.splittable import require_splittable
-from carn_da.data.image_pairs import header_size, image_paths, images_by_stem
+from carn_da.data.image_pairs import header_size, image_paths, images_by_stem, paired_paths
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.metrics.psnrb_metric import blocking_effect_factor
 from carn_da.runs import experiment_dir, latest_generator, train
@@ -69,11 +72,57 @@ from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, markdown_t
 # options/demo and benchmarks/da_study.py (0.3-0.4 s per step in their logs; twice that beside other jobs).
 DEFAULT_ITERS = 1000
 JPEG, BEFORE, AFTER = 'JPEG input', 'source model (before)', 'adapted model (after)'
+MAX_SEED = 2**32 - 1  # BasicSR seeds numpy with manual_seed
+SHOWN_SKIPPED = 5  # skipped targets named in report.md (report.json names all)
 
 
 def io_backend(root):
     """BasicSR io_backend of a data root: an LMDB (``*.lmdb``) or a folder."""
     return {'type': 'lmdb' if osp.normpath(root).endswith('.lmdb') else 'disk'}
+
+
+def check_source_pairs(args):
+    """Every source JPEG pairs with a ground truth by relative path without extension (LMDBs: by the keys of their
+    ``meta_info.txt``), and every ground truth with a JPEG, as JPEGPairedDataset pairs them; UserError naming the
+    unpaired files. Both recipes check: the recommended one trains on the ground truths alone (compressed at the
+    targets' qualities) but takes the source quality of the routed model from the JPEGs."""
+    backends = {option: io_backend(getattr(args, option))['type'] for option in ('source_gt', 'source_lq')}
+    if len(set(backends.values())) > 1:
+        raise UserError(f'--source-gt ({backends["source_gt"]}) and --source-lq ({backends["source_lq"]}) must be '
+                        'both LMDBs (*.lmdb) or both folders.')
+    try:
+        pairs = paired_paths(args.source_lq, args.source_gt, backends['source_gt'])
+    except (ValueError, FileNotFoundError) as error:
+        raise UserError(f'--source-lq: {error}') from error
+    if not pairs:
+        raise UserError(f'--source-lq: no images in {args.source_lq} and {args.source_gt}.')
+
+
+def check_out(out):
+    """UserError unless the folder ``out`` (``--out``) is or can be made a folder, writable."""
+    existing = osp.abspath(out)
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    if not osp.isdir(existing):
+        raise UserError(f'--out: {existing} is a file, not a folder.')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f'--out: cannot write in {existing}.')
+
+
+def decodable_targets(targets, root):
+    """The targets ({stem: path}) that decode as :func:`measure` decodes them, and the paths (relative to ``root``)
+    of those that do not. Every target is decoded once (a truncated JPEG's header still gives its size and quality).
+    The training skips those too (``skip_bad_images``)."""
+    good, skipped = {}, []
+    for stem, path in tqdm(sorted(targets.items()), desc='decoding targets', unit='img', file=sys.stderr):
+        try:
+            decode(read_input(path))
+        except BadInput as error:
+            tqdm.write(f'skipping target {path}: {error}', file=sys.stderr)
+            skipped.append(osp.relpath(path, root))
+            continue
+        good[stem] = path
+    return good, skipped
 
 
 def source_losses(options):
@@ -215,8 +264,8 @@ def shown(path, start=os.curdir):
     return osp.abspath(path) if rel.startswith(os.pardir) else rel
 
 
-def report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt, routed):
-    """The Markdown report of an adaptation."""
+def report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt, routed, skipped=()):
+    """The Markdown report of an adaptation; ``skipped``: the targets that do not decode."""
     checkpoint, resume = shown(latest_generator(args.name, args.root)), shown(opt_path, args.root)
     opt_path = shown(opt_path)
     if 'missing' in routed:
@@ -236,6 +285,13 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
     ]
     for label, (folder, histogram) in histograms.items():
         lines.append(f'| {label} | `{folder}` | {sum(histogram.values())} | {histogram_text(histogram) or "n/a"} |')
+    if skipped:
+        more = f' and {len(skipped) - SHOWN_SKIPPED} more' if len(skipped) > SHOWN_SKIPPED else ''
+        images = 'image that does' if len(skipped) == 1 else 'images that do'
+        lines += [
+            '', f'Skipped {len(skipped)} target {images} not decode (not counted, measured or trained on): '
+            f'{", ".join(skipped[:SHOWN_SKIPPED])}{more}.'
+        ]
     lines += [
         '', f'No-reference indicators on {num_measured} target images (no ground truth used): mean blocking-effect '
         'factor of the luma (BEF; lower is less blocky, but blurring lowers it too).\n',
@@ -300,7 +356,12 @@ def parse_args(argv=None):
     parser.add_argument('--model', required=True, metavar='CHECKPOINT', help='The source model (BasicSR checkpoint).')
     parser.add_argument('--opt', required=True, metavar='OPTIONS.yml', help="Option file with the model's network_g.")
     parser.add_argument('--source-gt', required=True, metavar='DIR', help='Ground truths of the source pairs.')
-    parser.add_argument('--source-lq', required=True, metavar='DIR', help='Their JPEGs (the source quality).')
+    parser.add_argument(
+        '--source-lq',
+        required=True,
+        metavar='DIR',
+        help='Their JPEGs (the source quality), paired with them by relative path without '
+        'extension.')
     parser.add_argument('--target', required=True, metavar='DIR', help='Your JPEGs (any quality; no ground truth).')
     parser.add_argument(
         '--target-gt', metavar='DIR', help='Ground truths of some target images, only to score before and after.')
@@ -330,6 +391,12 @@ def parse_args(argv=None):
             parser.error(f'--{option.replace("_", "-")} must be at least 1')
     if args.patch < 16:
         parser.error('--patch must be at least 16')
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f'--lr must be a number > 0, got {args.lr}')
+    if not (math.isfinite(args.lambda_) and args.lambda_ >= 0):
+        parser.error(f'--lambda must be a number >= 0, got {args.lambda_}')
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error(f'--seed must be between 0 and {MAX_SEED}, got {args.seed}')
     args.name = args.name or f'adapt_{osp.basename(osp.normpath(args.target))}'
     if not re.fullmatch(r'[\w.-]+', args.name):
         parser.error(f'--name may hold letters, digits, _ . and - only, got {args.name!r}')
@@ -368,10 +435,10 @@ def write_routed_model(args, histograms, targets):
     return dict(routed, experts=[expert['qualities'] for expert in network['experts']])
 
 
-def write_report(args, command, opt_path, histograms, results, num_measured, num_gt, routed):
+def write_report(args, command, opt_path, histograms, results, num_measured, num_gt, routed, skipped=()):
     """Print the report and write it as ``report.md`` and ``report.json`` under ``--out``."""
     accuracy = accuracy_summary(logged_values(experiment_dir(args.name, args.root), 'acc_q'))
-    text = report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt, routed)
+    text = report(args, command, opt_path, histograms, results, accuracy, num_measured, num_gt, routed, skipped)
     print(text)
     write_atomic(osp.join(args.out, 'report.md'), text.encode('utf-8'))
     qf_histograms = {label: {str(q): n for q, n in histogram.items()} for label, (_, histogram) in histograms.items()}
@@ -384,6 +451,7 @@ def write_report(args, command, opt_path, histograms, results, num_measured, num
         discriminator_accuracy=accuracy,
         measured_images=num_measured,
         target_gt_images=num_gt,
+        skipped_targets=list(skipped),
         routed=routed)
     write_atomic(osp.join(args.out, 'report.json'), json.dumps(summary, indent=1).encode('utf-8'))
 
@@ -393,6 +461,8 @@ def run(args, command):
         root = getattr(args, option)
         if root is not None and not osp.isdir(root):
             raise UserError(f'--{option.replace("_", "-")}: folder {root} does not exist.')
+    check_out(args.out)
+    check_source_pairs(args)
     if osp.isdir(experiment_dir(args.name, args.root)) and not args.resume:
         raise UserError(f'Experiment {experiment_dir(args.name, args.root)} exists: pass --resume to continue it, '
                         'or choose another --name.')
@@ -402,6 +472,9 @@ def run(args, command):
     opt = adapt_options(args, channels, q_feat, device)
     dataset = check_dataset(opt['datasets']['train'], args.iters)
     targets = {osp.splitext(osp.relpath(path, args.target))[0]: path for path in dataset.target_paths}
+    targets, skipped = decodable_targets(targets, args.target)
+    if not targets:
+        raise UserError(f'--target: no image of {args.target} decodes.')
     gts = load_ground_truths(args.target_gt, targets) if args.target_gt else {}
     histograms = quality_histograms(args, targets)
     stems = evaluation_stems(targets, gts, args.eval_images)
@@ -421,7 +494,8 @@ def run(args, command):
     adapted, _ = load_model(latest_generator(args.name, args.root), args.opt, device)
     results[AFTER] = measure(AFTER, Restorer(adapted, channels, device, **tiles), targets, stems, gts, channels)
     routed = write_routed_model(args, histograms, targets)
-    write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)), routed)
+    write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)), routed,
+                 skipped)
     return 0
 
 

@@ -1,7 +1,6 @@
 """The carn-da command: carn-da COMMAND ... (carn-da COMMAND --help)."""
 import argparse
 import importlib
-import os
 import sys
 
 from carn_da import __version__
@@ -20,8 +19,7 @@ def run_pipeline(command, argv):
     """BasicSR's train or test pipeline in the current folder; BasicSR reads its arguments from ``sys.argv``."""
     pipelines = importlib.import_module(COMMANDS[command][0])
     sys.argv = [f'carn-da {command}', *argv]
-    getattr(pipelines, f'{command}_pipeline')(os.getcwd())
-    return 0
+    return pipelines.run_in_current_folder(getattr(pipelines, f'{command}_pipeline'), f'carn-da {command}')
 
 
 def main(argv=None):

@@ -26,7 +26,9 @@ from carn_da.utils.cli import add_inference_arguments, check_inference_arguments
 from carn_da.utils.device import choose_device
 from carn_da.utils.errors import UserError
 from carn_da.utils.evaluation import JPEG, EvalSet, evaluate, plot_gains, plot_residuals, table, write_scores
-from carn_da.utils.files import write_atomic
+from carn_da.utils.files import check_output_folder, check_outputs_spare_inputs, write_atomic
+
+OUTPUTS = ('table.md', 'scores.csv', 'scores.json', 'gain_vs_qf.png', 'residuals.png')
 
 
 def _named(value, what):
@@ -118,6 +120,24 @@ def eval_sets(args, qfs):
     return {name: EvalSet(name, folder, lq_dirs.get(name), qfs) for name, folder in args.test}
 
 
+def check_out(args, sets, qfs):
+    """Make ``--out`` and check it can be written; UserError if it is a file, lies in a folder of images that is
+    read (what it holds would be read as images) or if an output would replace a checkpoint or option file."""
+    if osp.exists(args.out) and not osp.isdir(args.out):
+        raise UserError(f'--out {args.out} is a file; expected a folder.')
+    out = osp.realpath(args.out) + os.sep
+    for name, test_set in sets.items():
+        folders = [('--test', test_set.gt_folder)]
+        folders += [('--lq-dir', test_set.lq_folder(qf)) for qf in qfs] if test_set.lq_template is not None else []
+        for option, folder in folders:
+            if out.startswith(osp.realpath(folder) + os.sep):
+                raise UserError(f'--out {args.out} lies in the {option} folder {folder} of {name}; its files would be '
+                                'read as images. Choose another --out.')
+    inputs = [path for _, checkpoint, options in args.model for path in (checkpoint, options)]
+    check_outputs_spare_inputs([osp.join(args.out, name) for name in OUTPUTS], inputs, '--out')
+    check_output_folder(args.out, '--out')
+
+
 def run(args, command):
     residual = None
     if args.residual_image is not None:
@@ -130,7 +150,7 @@ def run(args, command):
     sets = eval_sets(args, qfs)
     if residual is not None and residual[1] not in sets[residual[0]].stems:
         raise UserError(f'--residual-image {args.residual_image}: test set {residual[0]} has no image {residual[1]}.')
-    os.makedirs(args.out, exist_ok=True)
+    check_out(args, sets, qfs)
 
     results, residual_images = evaluate(nets, sets, qfs, residual, device, args.tile, args.tile_overlap)
     text = table(results, args.qf)

@@ -8,9 +8,15 @@ set on BasicSR's module objects when that pipeline starts; BasicSR's files are n
 function or class that basicsr 1.4.2 looks up by name at run time:
 
 1. ``basicsr.train.parse_options`` -> :func:`parse_options`. BasicSR builds each part when it first needs it, so a
-   typo in a ``type`` fails after the experiment folder is made, with ``KeyError`` naming no option. Here every
-   ``model_type``, network, loss, dataset and metric ``type`` is checked first, naming the option and listing the
-   registered names.
+   typo in a ``type`` or an option name, or a number that YAML read as a string (``lr: 1e-4``), fails after the
+   experiment folder is made, with a ``KeyError``, ``TypeError`` or ``NotImplementedError`` naming no option. Here
+   (:func:`check_options`), before ``experiments/`` or ``tb_logger/`` is written: every ``model_type``, network,
+   loss, dataset and metric ``type`` is looked up in BasicSR's registries (listing the registered names), the
+   optimizer and scheduler types against those basicsr 1.4.2 builds (Adam; MultiStepLR, MultiStepRestartLR,
+   CosineAnnealingRestartLR), the options of each network, loss, optimizer, scheduler and metric against the
+   arguments of what is built from them (with the nearest name), and every numeric option of the recipes (learning
+   rates, schedule, iterations, loss weights, patch and batch sizes, frequencies) for being a number in range; each
+   error names the option.
 2. ``basicsr.utils.options.init_dist`` -> :func:`init_dist`. BasicSR calls ``torch.cuda.set_device`` and uses nccl
    unconditionally, so distributed training without CUDA fails. Here the backend is ``dist_params.backend`` if given,
    else the environment variable ``CARN_DA_DIST_BACKEND``, else nccl if CUDA is available and gloo if not
@@ -36,12 +42,17 @@ The test pipeline gets patches 1 and 2. Importing ``carn_da`` in one's own train
 carn_da`` before ``basicsr.train.train_pipeline(root)``) registers every part but keeps BasicSR's behaviour in all
 five places.
 """
+import difflib
+import inspect
 import itertools
 import os
+import re
+import sys
 import torch
 from basicsr import test as basicsr_test
 from basicsr import train as basicsr_train
 from basicsr.data.data_sampler import EnlargedSampler
+from basicsr.models import lr_scheduler
 from basicsr.train import create_train_val_dataloader as basicsr_create_dataloaders
 from basicsr.utils import check_resume, dist_util, get_root_logger, options, scandir
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
@@ -50,6 +61,7 @@ from torch import distributed as dist
 
 import carn_da  # noqa: F401  (fills BasicSR's registries)
 from carn_da.models.carn_model import set_rng_state
+from carn_da.utils.errors import UserError
 
 DIST_BACKEND_ENV = 'CARN_DA_DIST_BACKEND'
 
@@ -63,28 +75,212 @@ def init_dist(launcher, backend=None, **kwargs):
         dist_util.init_dist(launcher, backend, **kwargs)
 
 
+# What basicsr 1.4.2 builds from ``train.optim_*`` (``BaseModel.get_optimizer``: Adam only) and ``train.scheduler``
+# (``BaseModel.setup_schedulers``), with the class each name builds; any other name raises NotImplementedError there,
+# after the experiment folder is made.
+OPTIMIZERS = {'Adam': torch.optim.Adam}
+SCHEDULERS = {
+    'MultiStepLR': lr_scheduler.MultiStepRestartLR,
+    'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
+    'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR
+}
+# the arguments BasicSR passes itself, not from the options
+PASSED_BY_BASICSR = {'params', 'optimizer', 'last_epoch'}
+# the numeric options of the recipes: (a number or a whole number, the bound it must keep or None) by key; the lists
+# of numbers: the length expected or None
+NUMBER, WHOLE = 'a number', 'a whole number'
+TRAIN_NUMBERS = {'total_iter': (NUMBER, None), 'warmup_iter': (NUMBER, None), 'q_steps': (WHOLE, ('>=', 1))}
+OPTIMIZER_NUMBERS = {'lr': (NUMBER, ('>=', 0)), 'weight_decay': (NUMBER, ('>=', 0)), 'eps': (NUMBER, ('>=', 0))}
+OPTIMIZER_LISTS = {'betas': 2}
+SCHEDULER_NUMBERS = {'gamma': (NUMBER, None), 'eta_min': (NUMBER, None)}
+SCHEDULER_LISTS = {'milestones': None, 'periods': None, 'restart_weights': None, 'restarts': None}
+LOSS_NUMBERS = {'loss_weight': (NUMBER, None)}
+DATASET_NUMBERS = {
+    'gt_size': (WHOLE, ('>=', 1)),
+    'batch_size_per_gpu': (WHOLE, ('>=', 1)),
+    'num_worker_per_gpu': (WHOLE, ('>=', 0)),
+    'dataset_enlarge_ratio': (NUMBER, ('>', 0))
+}
+LOGGER_NUMBERS = {'print_freq': (NUMBER, ('>', 0)), 'save_checkpoint_freq': (NUMBER, ('>', 0))}
+VAL_NUMBERS = {'val_freq': (NUMBER, ('>', 0))}
+BOUNDS = {'>=': lambda value, bound: value >= bound, '>': lambda value, bound: value > bound}
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def string_hint(value, kind=NUMBER):
+    """How to write the number that YAML read as the string ``value`` (PyYAML reads ``1e-4``, without a dot, as a
+    string), or ''."""
+    try:
+        number = float(value)
+    except ValueError:
+        return ''
+    if kind == WHOLE and number.is_integer():
+        return f' (write {int(number)}: YAML reads {value} as a string)'
+    exponent = re.fullmatch(r'\s*([+-]?\d+)([eE][+-]?\d+)\s*', value)
+    if exponent:
+        return f' (write {exponent[1]}.0{exponent[2]} or !!float {value}: YAML reads {value} as a string)'
+    return ' (write it without quotes)'
+
+
+def shown_value(value):
+    return f'the string {value!r}{string_hint(value)}' if isinstance(value, str) else repr(value)
+
+
+def check_number(key, value, kind=NUMBER, bound=None):
+    """ValueError naming ``key`` unless ``value`` is a number (``kind`` WHOLE: an integer) within ``bound``."""
+    if isinstance(value, str):
+        raise ValueError(f'{key}: expected {kind}, got the string {value!r}{string_hint(value, kind)}')
+    if not is_number(value) or (kind == WHOLE and not isinstance(value, int)):
+        raise ValueError(f'{key}: expected {kind}, got {value!r}')
+    if bound is not None and not BOUNDS[bound[0]](value, bound[1]):
+        raise ValueError(f'{key}: expected a number {bound[0]} {bound[1]}, got {value!r}')
+
+
+def check_numbers(key, options, numbers, lists=None):
+    """Check the numbers (``numbers``: {option: (kind, bound)}) and lists of numbers (``lists``: {option: length or
+    None}) that the dict ``options`` (at ``key``) has."""
+    if not isinstance(options, dict):
+        return
+    for name, (kind, bound) in numbers.items():
+        if name in options:
+            check_number(f'{key}.{name}', options[name], kind, bound)
+    for name, length in (lists or {}).items():
+        value = options.get(name, [])
+        if name not in options:
+            continue
+        expected = f'{length} numbers' if length else 'a list of numbers'
+        if not (isinstance(value, (list, tuple)) and all(map(is_number, value)) and length in (None, len(value))):
+            strings = [v for v in value if isinstance(v, str)] if isinstance(value, (list, tuple)) else []
+            hint = string_hint(strings[0]) if strings else ''
+            raise ValueError(f'{key}.{name}: expected {expected}, got {value!r}{hint}')
+
+
+def check_arguments(key, options, target, label, required=True):
+    """ValueError naming the option if ``options`` (a dict with ``type``, at ``key``) has an option that ``target``
+    (the class or function built from it; any option if it takes ``**kwargs``) does not take, or, if ``required``,
+    lacks one it needs."""
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return
+    parameters = {name: p for name, p in parameters.items() if name not in PASSED_BY_BASICSR}
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return
+    known = [name for name, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for name in options:
+        if name != 'type' and name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f' (did you mean {close[0]}?)' if close else f'. Its options: {", ".join(sorted(known))}.'
+            raise ValueError(f'{key}.{name}: {label} takes no option {name!r}{hint}')
+    if required:
+        for name in known:
+            if parameters[name].default is inspect.Parameter.empty and name not in options:
+                raise ValueError(f'{key}: {label} needs option {name!r}.')
+
+
+def networks(opt):
+    """(key, options) of every network of ``opt``: the ``network_*`` and the experts of a QualityRoutedCARN."""
+    found = [(key, value) for key, value in opt.items() if key.startswith('network_') and isinstance(value, dict)]
+    for key, value in found:
+        experts = value.get('experts')
+        if isinstance(experts, list):
+            found += [(f'{key}.experts[{i}].network', expert['network']) for i, expert in enumerate(experts)
+                      if isinstance(expert, dict) and isinstance(expert.get('network'), dict)]
+    return found
+
+
+def registered(registry, name):
+    """The object registered as ``name`` (or BasicSR's ``<name>_basicsr``), or None."""
+    for candidate in (name, f'{name}_basicsr'):
+        if isinstance(candidate, str) and candidate in registry:
+            return registry.get(candidate)
+    return None
+
+
 def check_options(opt):
-    """Raise ValueError naming the option if a ``type`` (or ``model_type``) is in no BasicSR registry."""
+    """Raise ValueError naming the option, before anything is built, if
+
+    - a ``type`` (or ``model_type``) of a model, network (also a QualityRoutedCARN's experts), loss, dataset or metric
+      is in no BasicSR registry, or the ``type`` of an optimizer (``train.optim_*``) or of ``train.scheduler`` is not
+      one that basicsr 1.4.2 builds (``OPTIMIZERS``, ``SCHEDULERS``);
+    - a network, loss, optimizer, scheduler or metric has an option that its class or function does not take (with
+      the nearest name), or a network, loss or scheduler lacks one it needs;
+    - a numeric option of the recipes is not a number (``1e-4`` in YAML is a string), not a whole number where one
+      is needed, or out of range: ``train``'s ``total_iter``, ``warmup_iter``, ``q_steps``, each optimizer's ``lr``,
+      ``weight_decay``, ``eps``, ``betas``, the scheduler's ``milestones``, ``gamma``, ``periods``,
+      ``restart_weights``, ``restarts``, ``eta_min``, each loss's ``loss_weight``, each dataset's ``gt_size``,
+      ``batch_size_per_gpu``, ``num_worker_per_gpu``, ``dataset_enlarge_ratio``, ``logger.print_freq``,
+      ``logger.save_checkpoint_freq`` and ``val.val_freq``.
+    """
+    train = opt.get('train') if isinstance(opt.get('train'), dict) else {}
+    losses = [(f'train.{key}', value) for key, value in train.items()
+              if key.endswith('_opt') and isinstance(value, dict)]
+    optimizers = [(f'train.{key}', value) for key, value in train.items()
+                  if key.startswith('optim_') and isinstance(value, dict)]
+    datasets = [(f'datasets.{key}', value) for key, value in (opt.get('datasets') or {}).items()]
+    metrics = [(f'val.metrics.{key}', value) for key, value in ((opt.get('val') or {}).get('metrics') or {}).items()]
     checks = [('model_type', opt.get('model_type'), MODEL_REGISTRY, 'model')]
-    checks += [(f'{key}.type', value.get('type'), ARCH_REGISTRY, 'arch') for key, value in opt.items()
-               if key.startswith('network_') and isinstance(value, dict)]
-    checks += [(f'train.{key}.type', value.get('type'), LOSS_REGISTRY, 'loss')
-               for key, value in (opt.get('train') or {}).items() if key.endswith('_opt') and isinstance(value, dict)]
-    checks += [(f'datasets.{key}.type', value.get('type'), DATASET_REGISTRY, 'dataset')
-               for key, value in opt['datasets'].items()]
-    checks += [(f'val.metrics.{key}.type', value.get('type'), METRIC_REGISTRY, 'metric')
-               for key, value in ((opt.get('val') or {}).get('metrics') or {}).items()]
+    checks += [(f'{key}.type', value.get('type'), ARCH_REGISTRY, 'arch') for key, value in networks(opt)]
+    checks += [(f'{key}.type', value.get('type'), LOSS_REGISTRY, 'loss') for key, value in losses]
+    checks += [(f'{key}.type', value.get('type'), DATASET_REGISTRY, 'dataset') for key, value in datasets]
+    checks += [(f'{key}.type', value.get('type'), METRIC_REGISTRY, 'metric') for key, value in metrics]
     for key, name, registry, kind in checks:
-        if name not in registry and f'{name}_basicsr' not in registry:
+        if registered(registry, name) is None:
             known = ', '.join(sorted(registry.keys()))
             raise ValueError(f'{key}: no {kind} named {name!r} is registered. Registered {kind}s: {known}.')
+    scheduler = train.get('scheduler')
+    built = [(key, value, OPTIMIZERS, 'optimizer') for key, value in optimizers]
+    built += [('train.scheduler', scheduler, SCHEDULERS, 'scheduler')] if isinstance(scheduler, dict) else []
+    for key, value, accepted, kind in built:
+        if value.get('type') not in accepted:
+            raise ValueError(f'{key}.type: basicsr 1.4.2 has no {kind} {value.get("type")!r}. It accepts: '
+                             f'{", ".join(sorted(accepted))}.')
+
+    for key, value in networks(opt):
+        check_arguments(key, value, registered(ARCH_REGISTRY, value['type']), value['type'])
+    for key, value in losses:
+        check_arguments(key, value, registered(LOSS_REGISTRY, value['type']), value['type'])
+    for key, value in metrics:  # BasicSR passes the images; a metric's other options may have no default here
+        check_arguments(key, value, registered(METRIC_REGISTRY, value['type']), value['type'], required=False)
+    for key, value in optimizers:  # lr has a default in torch but not in get_optimizer: left to BasicSR
+        check_arguments(key, value, OPTIMIZERS[value['type']], value['type'], required=False)
+    if isinstance(scheduler, dict):
+        check_arguments('train.scheduler', scheduler, SCHEDULERS[scheduler['type']], scheduler['type'])
+
+    check_numbers('train', train, TRAIN_NUMBERS)
+    for key, value in optimizers:
+        check_numbers(key, value, OPTIMIZER_NUMBERS, OPTIMIZER_LISTS)
+    check_numbers('train.scheduler', scheduler, SCHEDULER_NUMBERS, SCHEDULER_LISTS)
+    for key, value in losses:
+        check_numbers(key, value, LOSS_NUMBERS)
+    for key, value in datasets:
+        check_numbers(key, value, DATASET_NUMBERS)
+    check_numbers('logger', opt.get('logger'), LOGGER_NUMBERS)
+    check_numbers('val', opt.get('val'), VAL_NUMBERS)
 
 
 def parse_options(root_path, is_train=True):
-    """BasicSR's ``parse_options``, then ``check_options``."""
+    """BasicSR's ``parse_options``, then ``check_options``; UserError naming the option file and the option."""
     opt, args = options.parse_options(root_path, is_train)
-    check_options(opt)
+    try:
+        check_options(opt)
+    except ValueError as error:
+        raise UserError(f'{args.opt}: {error}') from error
     return opt, args
+
+
+def run_in_current_folder(pipeline, prog):
+    """Run ``pipeline`` (:func:`train_pipeline` or :func:`test_pipeline`) in the current folder; a mistake in the
+    option file ends with one line ``PROG: error: ...`` and exit code 2, not a traceback."""
+    try:
+        pipeline(os.getcwd())
+    except UserError as error:
+        print(f'{prog}: error: {error}', file=sys.stderr)
+        return 2
+    return 0
 
 
 def latest_training_state(opt):

@@ -14,9 +14,12 @@ YCbCr of JPEG, converted with OpenCV) and keeps Cb and Cr; a 3-channel model res
 Pixels are restored in the order the file stores them (where JPEG's 8x8 blocks lie); an EXIF orientation is then
 applied, so outputs look as viewers show the inputs.
 
-Outputs: OUTDIR/<relative folder>/<stem>.png (``--ext``), mirroring a folder INPUT. Existing outputs are skipped
-unless ``--overwrite``. A file that cannot be read or decoded (corrupt, truncated, not an image) is reported by
-name and skipped. Exit code: 0, 1 if any image failed, 2 for a usage error (nothing is restored).
+Outputs: OUTDIR/<relative folder>/<stem>.png (``--ext``), mirroring a folder INPUT; OUTDIR must differ from a
+folder INPUT. Existing outputs are skipped unless ``--overwrite`` (stdin's output must not exist without it). Each
+output is written through a unique temporary file, so that runs into one folder do not disturb each other, and no
+input is ever written to: an input whose output would replace an input file (also through a link) fails. A file
+that cannot be read or decoded (corrupt, truncated, not an image, not a regular file) is reported by name and
+skipped. Exit code: 0, 1 if any image failed, 2 for a usage error (nothing is restored).
 """
 import carn_da.compat  # noqa: F401
 
@@ -33,7 +36,7 @@ from carn_da.utils.checkpoint import load_model
 from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
 from carn_da.utils.device import choose_device, choose_dtype
 from carn_da.utils.errors import BadInput, UserError
-from carn_da.utils.files import write_atomic
+from carn_da.utils.files import check_output_folder, file_id, write_atomic
 from carn_da.utils.images import ORIENT, STDIN, decode, encode, read_input
 from carn_da.utils.inference import Restorer
 
@@ -41,16 +44,21 @@ from carn_da.utils.inference import Restorer
 def list_inputs(source, pattern, out_dir):
     """[(input path or ``-``, output path without extension, relative to the output folder)] of INPUT.
 
-    A folder is searched recursively (hidden entries and ``out_dir`` are left out) for the images of
-    :func:`carn_da.data.image_pairs.scan_images` or, with ``pattern``, the files whose relative path matches it
-    (fnmatch, case-insensitive, ``*`` also matches ``/``).
+    A folder is searched recursively (hidden entries, and ``out_dir`` if it lies inside, are left out) for the
+    images of :func:`carn_da.data.image_pairs.scan_images` or, with ``pattern``, the files whose relative path
+    matches it (fnmatch, case-insensitive, ``*`` also matches ``/``). Any other INPUT is one input (a file that is
+    not a regular one fails when it is read). UserError if INPUT does not exist or is ``out_dir``.
     """
     if source == STDIN:
         return [(STDIN, 'stdin')]
-    if osp.isfile(source):
-        return [(source, osp.splitext(osp.basename(source))[0])]
-    if not osp.isdir(source):
+    if not osp.exists(source):
         raise UserError(f'Input {source} does not exist.')
+    if not osp.isdir(source):
+        return [(source, osp.splitext(osp.basename(source))[0])]
+    real_source, real_out = osp.realpath(source) + os.sep, osp.realpath(out_dir) + os.sep
+    if real_out == real_source:
+        raise UserError(f'-o {out_dir} is the input folder {source}: the outputs would lie among its images; -o must '
+                        'differ from INPUT.')
     if pattern is None:
         rels = scan_images(source)
     else:
@@ -59,31 +67,47 @@ def list_inputs(source, pattern, out_dir):
             dirs[:] = [v for v in dirs if not v.startswith('.')]
             rels += [osp.relpath(osp.join(root, v), source) for v in files if not v.startswith('.')]
         rels = sorted(v for v in rels if fnmatch.fnmatchcase(v.lower(), pattern.lower()))
-    out_dir = osp.realpath(out_dir) + os.sep
     inputs = [(osp.join(source, rel), osp.splitext(rel)[0]) for rel in rels]
-    return [(path, rel) for path, rel in inputs if not osp.realpath(path).startswith(out_dir)]
+    if real_source.startswith(real_out):  # INPUT lies in the output folder: nothing in it is an earlier output
+        return inputs
+    kept = [(path, rel) for path, rel in inputs if not osp.realpath(path).startswith(real_out)]
+    if inputs and not kept:
+        raise UserError(f'The images of {source} all lie in the output folder {out_dir}; -o must be another folder.')
+    return kept
 
 
 def restore_files(restorer, inputs, out_dir, ext='png', overwrite=False):
     """Restore every input and write it under ``out_dir``; failures are reported on stderr as they happen.
+
+    An input whose output is (or links to) an input file fails, whatever ``overwrite``: no input is written to.
 
     Returns:
         dict: {'restored', 'skipped', 'failed'}: lists of input paths.
     """
     done = {'restored': [], 'skipped': [], 'failed': []}
     outputs = {}
+    input_ids = {file_id(path): path for path, _ in inputs if path != STDIN}
+    input_ids.pop(None, None)
     for path, rel in tqdm(inputs, desc='restoring', unit='img', file=sys.stderr):
         out_path = osp.join(out_dir, f'{rel}.{ext}')
         try:
             if out_path in outputs:
                 raise BadInput(f'its output {out_path} is also that of {outputs[out_path]}')
             outputs[out_path] = path
-            if osp.exists(out_path) and not overwrite:
+            replaced = input_ids.get(file_id(out_path))
+            if replaced is not None:
+                which = '' if replaced == path else f' {replaced}'
+                raise BadInput(f'its output {out_path} would replace the input{which}; choose another -o')
+            if osp.lexists(out_path) and not overwrite:
                 done['skipped'].append(path)
                 continue
             img, orientation = decode(read_input(path))
             out = restorer(img)
-            write_atomic(out_path, encode(np.ascontiguousarray(ORIENT.get(orientation, np.asarray)(out)), ext))
+            data = encode(np.ascontiguousarray(ORIENT.get(orientation, np.asarray)(out)), ext)
+            try:
+                write_atomic(out_path, data)
+            except OSError as error:
+                raise BadInput(f'cannot write {out_path} ({error.strerror})') from error
         except BadInput as error:
             tqdm.write(f'failed: {path}: {error}', file=sys.stderr)
             done['failed'].append(path)
@@ -128,6 +152,10 @@ def run(args):
     inputs = list_inputs(args.input, args.glob, args.out)
     if not inputs:
         raise UserError(f'No images in {args.input}' + (f' matching {args.glob}.' if args.glob else '.'))
+    stdin_out = osp.join(args.out, f'stdin.{args.ext}')
+    if args.input == STDIN and osp.lexists(stdin_out) and not args.overwrite:
+        raise UserError(f'{stdin_out} exists: restore stdin into another -o, or replace it with --overwrite.')
+    check_output_folder(args.out, '-o')
     restorer = Restorer(net, channels, device, dtype, args.tile, args.tile_overlap)
     if dtype != torch.float32:
         try:

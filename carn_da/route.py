@@ -20,7 +20,7 @@ from os import path as osp
 from carn_da.recipes import routed_pair
 from carn_da.utils.checkpoint import load_model, network_options, routed_state
 from carn_da.utils.cli import command_parser, run_command
-from carn_da.utils.files import save_torch_atomic, write_options
+from carn_da.utils.files import check_output_folder, check_outputs_spare_inputs, save_torch_atomic, write_options
 
 
 def qualities_arg(text):
@@ -48,6 +48,12 @@ def parse_args(argv=None):
         args.expert = [(qualities_arg(q), options, checkpoint) for q, options, checkpoint in args.expert]
     except argparse.ArgumentTypeError as error:
         parser.error(f'--expert: {error}')
+    experts = {}
+    for k, (qualities, _, checkpoint) in enumerate(args.expert):
+        for quality in qualities:
+            if experts.setdefault(quality, (k, checkpoint))[0] != k:
+                parser.error(f'--expert: QF {quality} has two experts, {experts[quality][1]} and {checkpoint}; give '
+                             'each quality to one')
     return parser, args
 
 
@@ -56,6 +62,8 @@ def run(args):
         load_model(checkpoint, options)  # checks that the pair loads and restores, naming the file if not
     network = routed_pair([(network_options(options), qualities) for qualities, options, _ in args.expert])
     checkpoint, options = osp.join(args.out, 'net_g.pth'), osp.join(args.out, 'routed.yml')
+    check_outputs_spare_inputs([checkpoint, options], [path for expert in args.expert for path in expert[1:]], '--out')
+    check_output_folder(args.out, '--out')
     save_torch_atomic({'params': routed_state(checkpoint for _, _, checkpoint in args.expert)}, checkpoint)
     write_options({'network_g': network}, options)
     load_model(checkpoint, options)

@@ -2,9 +2,9 @@
 
 Results go under the current folder (``results/<name>``), where the relative paths of the option file are read from.
 """
-import os
+import sys
 
-from carn_da.pipelines import test_pipeline
+from carn_da.pipelines import run_in_current_folder, test_pipeline
 
 if __name__ == '__main__':
-    test_pipeline(os.getcwd())
+    sys.exit(run_in_current_folder(test_pipeline, 'carn_da.test'))

@@ -4,9 +4,9 @@ BasicSR's ``basicsr/train.py`` cannot see the plugin (BasicSR loads no plugins; 
 its TensorBoard log go under the current folder (``experiments/<name>``, ``tb_logger/<name>``), where the relative
 paths of the option file are read from too.
 """
-import os
+import sys
 
-from carn_da.pipelines import train_pipeline
+from carn_da.pipelines import run_in_current_folder, train_pipeline
 
 if __name__ == '__main__':
-    train_pipeline(os.getcwd())
+    sys.exit(run_in_current_folder(train_pipeline, 'carn_da.train'))

@@ -27,6 +27,7 @@ from multiprocessing import Pool
 from os import path as osp
 from tqdm import tqdm
 
+from carn_da.utils.files import write_atomic
 from carn_da.utils.jpeg import check_quality, jpeg_encode, to_gray
 
 IMG_EXTENSIONS = ('.png', '.bmp', '.tif', '.tiff')
@@ -55,13 +56,6 @@ def load_gt(path, scale=1):
     return img
 
 
-def _write(path, data):
-    """Write bytes atomically, so that an interrupted run leaves no truncated file behind."""
-    with open(f'{path}.tmp', 'wb') as f:
-        f.write(data)
-    os.replace(f'{path}.tmp', path)
-
-
 def _prepare_one(task):
     """Make the missing folder outputs of one image; return its encoded outputs too when LMDBs are built."""
     path, key, out_dir, qfs, scale, folder, lmdb = task
@@ -86,7 +80,7 @@ def _prepare_one(task):
         if folder:
             for name in names:
                 if name not in existing:
-                    _write(files[name], data[name])
+                    write_atomic(files[name], data[name])  # no truncated file if interrupted
                     result['written'] += 1
     except (OSError, ValueError, cv2.error) as err:
         result['error'] = f'{path}: {err}'

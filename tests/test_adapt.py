@@ -186,3 +186,106 @@ def test_routed_model_reads_the_quality_of_non_jpeg_targets_from_their_pixels(da
     routed = adapt.write_routed_model(args, histograms, {'img001.png': png, 'img003.jpg': jpeg})
     assert routed['experts'] == [[10], [50, 90]]
     assert osp.isfile(routed['checkpoint']) and osp.isfile(routed['options'])
+
+
+def adapt_argv(data, source_gt, source_lq, target, out, *extra):
+    return [
+        '--model', data['model'], '--opt', data['opt'], '--source-gt', source_gt, '--source-lq', source_lq, '--target',
+        target, '--out',
+        str(out), '--iters', '1', '--batch', '2', '--patch', '32', '--device', 'cpu', *extra
+    ]
+
+
+def refused(argv, capfd):
+    """The one-line error of ``carn-da adapt`` (exit 2), with nothing trained."""
+    with pytest.raises(SystemExit) as exit_:
+        adapt.main(argv)
+    err = capfd.readouterr().err
+    assert exit_.value.code == 2, err
+    assert err.splitlines()[-1].startswith('carn-da adapt: error: '), err  # after the usage for argument errors
+    return err.splitlines()[-1]
+
+
+@pytest.mark.parametrize('recipe', ['recommended', 'paper'])
+def test_a_source_jpeg_without_its_ground_truth_is_refused(data, tmp_path, capfd, recipe):
+    """The recommended recipe never reads the source JPEGs in training (it compresses the ground truths), so a
+    folder of other images used to train silently; both recipes now refuse it before anything is built."""
+    lq = tmp_path / 'lq'
+    shutil.copytree(osp.join(data['source'], 'qf10'), lq)
+    os.rename(lq / 'img005.jpg', lq / 'other.jpg')
+    out = tmp_path / 'out'
+    err = refused(
+        adapt_argv(data, osp.join(data['source'], 'gt'), str(lq), data['pile'], out, '--recipe', recipe), capfd)
+    assert '--source-lq: 1 LQ image(s) without a GT of the same stem' in err and 'other.jpg' in err
+    assert 'img005.png' in err  # and the ground truth left without its JPEG
+    assert not osp.exists(out)
+
+
+def test_lmdb_sources_pair_by_their_keys(data, tmp_path, capfd):
+    for name, keys in (('gt.lmdb', 'abc'), ('lq.lmdb', 'abd')):
+        os.makedirs(tmp_path / name)
+        (tmp_path / name / 'meta_info.txt').write_text(''.join(f'{k}.png (40,48,1) 1\n' for k in keys))
+    err = refused(
+        adapt_argv(data, str(tmp_path / 'gt.lmdb'), str(tmp_path / 'lq.lmdb'), data['pile'], tmp_path / 'o'), capfd)
+    assert '--source-lq: 1 LQ image(s) without a GT of the same stem' in err and ': d.' in err
+    err = refused(
+        adapt_argv(data, str(tmp_path / 'gt.lmdb'), osp.join(data['source'], 'qf10'), data['pile'], tmp_path / 'o'),
+        capfd)
+    assert 'both LMDBs' in err
+
+
+def test_out_naming_a_file_is_refused(data, tmp_path, capfd):
+    out = tmp_path / 'report.txt'
+    out.write_text('mine')
+    err = refused(
+        adapt_argv(data, osp.join(data['source'], 'gt'), osp.join(data['source'], 'qf10'), data['pile'], out), capfd)
+    assert f'--out: {out} is a file, not a folder' in err
+    assert out.read_text() == 'mine'
+
+
+@pytest.mark.parametrize('option, value, message', [
+    ('--lambda', '-0.1', '--lambda must be a number >= 0, got -0.1'),
+    ('--lambda', 'nan', '--lambda must be a number >= 0, got nan'),
+    ('--lr', '0', '--lr must be a number > 0, got 0.0'),
+    ('--lr', '-1e-4', '--lr must be a number > 0, got -0.0001'),
+    ('--lr', 'inf', '--lr must be a number > 0, got inf'),
+    ('--seed', '-1', '--seed must be between 0 and 4294967295, got -1'),
+    ('--eval-images', '0', '--eval-images must be at least 1'),
+    ('--iters', '0', '--iters must be at least 1'),
+])
+def test_numeric_arguments_out_of_range_are_refused(data, tmp_path, capfd, option, value, message):
+    argv = adapt_argv(data, osp.join(data['source'], 'gt'), osp.join(data['source'], 'qf10'), data['pile'], tmp_path)
+    assert refused(argv + [f'{option}={value}'], capfd) == f'carn-da adapt: error: {message}'
+
+
+def test_targets_that_do_not_decode_are_left_out_of_the_report_and_named(data, experiment_name, tmp_path, monkeypatch,
+                                                                         capfd):
+    """A truncated target keeps its header (and quantisation tables) but does not decode: it is skipped by the
+    measurement and the training, so the histogram and the counts leave it out, and the report names it. (The
+    training is replaced by a copy of the source model: this is about the report.)"""
+    name = experiment_name('adapt_truncated')
+    target = tmp_path / 'pile'
+    shutil.copytree(data['pile'], target)
+    jpeg = (target / 'img000.jpg').read_bytes()
+    (target / 'broken.jpg').write_bytes(jpeg[:jpeg.find(b'\xff\xda') + 20])  # QF 30 in its header, cut in its scan
+    png = tmp_path / 'x.png'
+    cv2.imwrite(str(png), cv2.imread(str(target / 'img000.jpg'), cv2.IMREAD_GRAYSCALE))
+    (target / 'sub' / 'cut.png').write_bytes(png.read_bytes()[:200])  # not a JPEG: no header quality
+
+    def trained(opt_path, *args, root):
+        os.makedirs(osp.dirname(latest_generator(name, root)))
+        shutil.copy(data['model'], latest_generator(name, root))
+
+    monkeypatch.setattr(adapt, 'train', trained)
+    out = tmp_path / 'out'
+    argv = adapt_argv(data, osp.join(data['source'], 'gt'), osp.join(data['source'], 'qf10'), str(target), out,
+                      '--name', name, '--target-quality', 'pixels')
+    assert adapt.main(argv) == 0, capfd.readouterr().err
+    report = (out / 'report.md').read_text()
+    assert f'| target | `{target}` | 4 | QF 30: 1, QF 50: 1, QF 70: 1, QF 90: 1 |' in report
+    assert 'Skipped 2 target images that do not decode (not counted, measured or trained on): broken.jpg, ' \
+        'sub/cut.png' in report
+    summary = json.loads((out / 'report.json').read_text())
+    assert summary['qf_histograms']['target'] == {str(qf): 1 for qf in PILE_QFS}
+    assert summary['skipped_targets'] == ['broken.jpg', 'sub/cut.png'] and summary['measured_images'] == 4
+    assert summary['routed']['experts'] == [[10], list(PILE_QFS)]

@@ -9,12 +9,24 @@ import pickle
 import re
 import torch
 import yaml
+import zipfile
 from basicsr.archs import build_network
 from os import path as osp
 from torch import nn
 
 from carn_da.utils.errors import UserError
 from carn_da.utils.files import load_options
+
+
+def is_torch_file(path):
+    """Whether ``path`` may have been written by ``torch.save``: a zip archive (also a truncated one, which
+    :func:`torch.load` names) or a legacy pickle (its first byte the pickle protocol opcode 0x80)."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+        return head.startswith((b'\x80', b'PK\x03\x04')) or zipfile.is_zipfile(path)
+    except OSError:
+        return True  # torch.load names the error
 
 
 def load_state_dict(checkpoint):
@@ -25,6 +37,8 @@ def load_state_dict(checkpoint):
     """
     if not osp.isfile(checkpoint):
         raise UserError(f'Checkpoint {checkpoint} does not exist.')
+    if not is_torch_file(checkpoint):
+        raise UserError(f'Checkpoint {checkpoint} is not a PyTorch checkpoint (expected a file written by torch.save).')
     try:
         state = torch.load(checkpoint, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
@@ -49,6 +63,11 @@ def network_options(option_file):
         raise UserError(f'Option file {option_file} does not exist.')
     try:
         network_opt = load_options(option_file).get('network_g')
+    except UnicodeDecodeError as error:
+        raise UserError(f'Option file {option_file} is not a UTF-8 text file (byte {error.start}: '
+                        f'{error.reason}); expected YAML options.') from error
+    except OSError as error:
+        raise UserError(f'Option file {option_file} cannot be read ({error.strerror}).') from error
     except (AttributeError, yaml.YAMLError) as error:
         raise UserError(f'Option file {option_file} is not a YAML mapping: {error}') from error
     if not isinstance(network_opt, dict):

@@ -31,14 +31,19 @@ def add_inference_arguments(parser):
 
 
 def check_inference_arguments(parser, args):
-    """Exit with a usage error if ``--tile-overlap`` does not fit ``--tile``."""
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        parser.error(f'--tile-overlap must be in [0, --tile), got {args.tile_overlap} and {args.tile}')
+    """Exit with a usage error naming ``--tile`` or ``--tile-overlap`` if it is out of range."""
+    if args.tile_overlap < 0:
+        parser.error(f'--tile-overlap must be at least 0, got {args.tile_overlap}')
+    if args.tile is not None and args.tile < 1:
+        parser.error(f'--tile must be at least 1, got {args.tile}')
+    if args.tile is not None and args.tile <= args.tile_overlap:
+        parser.error(f'--tile {args.tile} must be greater than --tile-overlap {args.tile_overlap}')
 
 
 def run_command(parser, run, *args):
-    """``run(*args)``, reporting a UserError as one line ``PROG: error: MESSAGE`` and exit code 2."""
+    """``run(*args)``, reporting a UserError as one line ``PROG: error: MESSAGE`` (its line breaks become spaces)
+    and exit code 2."""
     try:
         return run(*args)
     except UserError as error:
-        parser.exit(2, f'{parser.prog}: error: {error}\n')
+        parser.exit(2, f'{parser.prog}: error: {" ".join(str(error).split())}\n')

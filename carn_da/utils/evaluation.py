@@ -5,6 +5,8 @@ import cv2
 import io
 import json
 import numpy as np
+import os
+import stat
 import sys
 from matplotlib.figure import Figure
 from os import path as osp
@@ -15,12 +17,37 @@ from carn_da.utils.errors import UserError
 from carn_da.utils.files import write_atomic
 from carn_da.utils.inference import restore
 from carn_da.utils.jpeg import jpeg_compress, to_gray
-from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, load_pairs, markdown_table, mean_scores
+from carn_da.utils.scores import (METRIC_NAMES, METRICS, image_scores, load_pairs, markdown_table, mean_scores,
+                                  unscorable)
 
 JPEG = 'JPEG'
 PANEL_INCHES = (4, 3)  # gain_vs_qf.png: width x height of one dataset's panel
 CELL_INCHES = 3  # residuals.png: side of one residual map
 DPI = 100
+
+
+def is_regular_file(path):
+    """Whether ``path`` is a regular file (links followed): a FIFO, socket or device is never opened."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def read_gray(path):
+    """The 8-bit grayscale image of the file ``path`` (:func:`to_gray_checked`); UserError naming it if it is not a
+    regular file (unopened) or cannot be read."""
+    if not is_regular_file(path):
+        raise UserError(f'{path} is not a regular file.' if osp.exists(path) else f'Cannot read image {path}.')
+    return scorable(to_gray_checked(cv2.imread(path, cv2.IMREAD_UNCHANGED), path), path)
+
+
+def scorable(img, source):
+    """``img``; UserError naming ``source`` if it is too small to score (:func:`carn_da.utils.scores.unscorable`)."""
+    problem = unscorable(img.shape)
+    if problem is not None:
+        raise UserError(f'{source}: {problem}.')
+    return img
 
 
 def to_gray_checked(img, source):
@@ -39,7 +66,7 @@ class EvalSet:
     Args:
         name (str): Name of the set.
         gt_folder (str): Folder of ground-truth images (searched recursively).
-        lq_template (str | None): Folder of the JPEGs of quality ``{qf}`` (a ``str.format`` template), paired with
+        lq_template (str | None): Folder of the JPEGs of quality ``{qf}`` (replaced by the QF), paired with
             the ground truths by stem; None to compress the ground truths with OpenCV.
         qfs (list[int]): QFs whose JPEG folders must exist.
     """
@@ -55,20 +82,26 @@ class EvalSet:
         if not paths:
             raise UserError(f'--test {name}: no images in {gt_folder}.')
         if lq_template is None:
-            self.gts = [(stem, to_gray_checked(cv2.imread(path, cv2.IMREAD_UNCHANGED), path))
-                        for stem, path in sorted(paths.items())]
+            try:
+                self.gts = [(stem, read_gray(path)) for stem, path in sorted(paths.items())]
+            except UserError as error:
+                raise UserError(f'--test {name}: {error}') from error
             self.stems = [stem for stem, _ in self.gts]
             return
         self.stems = [osp.splitext(osp.basename(path))[0] for path in paths.values()]  # as load_pairs names them
         for qf in qfs:
-            if not osp.isdir(lq_template.format(qf=qf)):
-                raise UserError(f'--lq-dir {name}: folder {lq_template.format(qf=qf)} (QF {qf}) does not exist.')
+            if not osp.isdir(self.lq_folder(qf)):
+                raise UserError(f'--lq-dir {name}: folder {self.lq_folder(qf)} (QF {qf}) does not exist.')
+
+    def lq_folder(self, qf):
+        """The folder of the JPEGs of quality ``qf``: ``lq_template`` with ``{qf}`` replaced (other braces kept)."""
+        return self.lq_template.replace('{qf}', str(qf))
 
     def pairs(self, qf):
         """[(stem, lq, gt)] of uint8 grayscale images at JPEG quality ``qf``."""
         if self.lq_template is None:
             return [(stem, jpeg_compress(gt, qf), gt) for stem, gt in self.gts]
-        lq_folder = self.lq_template.format(qf=qf)
+        lq_folder = self.lq_folder(qf)
         try:
             loaded = load_pairs(lq_folder, self.gt_folder, flag=cv2.IMREAD_UNCHANGED)
         except ValueError as error:
@@ -76,6 +109,10 @@ class EvalSet:
         pairs = []
         for stem, lq, gt in loaded:
             lq, gt = to_gray_checked(lq, f'{lq_folder}/{stem}'), to_gray_checked(gt, f'{self.gt_folder}/{stem}')
+            try:
+                scorable(gt, f'{self.gt_folder}/{stem}')
+            except UserError as error:
+                raise UserError(f'--test {self.name}: {error}') from error
             if lq.shape != gt.shape:
                 raise UserError(f'--lq-dir {self.name}: {stem} is {lq.shape[0]}x{lq.shape[1]} in {lq_folder} but '
                                 f'{gt.shape[0]}x{gt.shape[1]} in {self.gt_folder}.')

@@ -6,6 +6,8 @@ import torch
 import yaml
 from os import path as osp
 
+from carn_da.utils.errors import UserError
+
 
 def write_atomic(path, data):
     """Write the bytes ``data`` to ``path`` through a unique hidden temporary file in its folder, then rename it.
@@ -25,6 +27,44 @@ def write_atomic(path, data):
             os.remove(tmp)
         raise
     return path
+
+
+def file_id(path):
+    """(device, inode) of the file at ``path`` (links followed), or None if there is none: two paths with one id
+    are one file, whether through a symbolic or a hard link."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def check_output_folder(folder, option='-o'):
+    """Make the output folder ``folder`` (of the option ``option``) if needed and check that a file can be written
+    in it; UserError naming it if not. A probe file is written and removed again."""
+    if osp.exists(folder) and not osp.isdir(folder):
+        raise UserError(f'{option} {folder} is a file; expected a folder.')
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise UserError(f'{option} {folder}: cannot create the folder ({error.strerror}).') from error
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.carn-da-probe.', dir=folder)
+    except OSError as error:
+        raise UserError(f'{option} {folder}: cannot write in the folder ({error.strerror}).') from error
+    os.close(fd)
+    os.remove(probe)
+    return folder
+
+
+def check_outputs_spare_inputs(outputs, inputs, option):
+    """UserError if any of the ``outputs`` paths is (or links to) one of the ``inputs`` files, naming both."""
+    ids = {file_id(path): path for path in inputs}
+    ids.pop(None, None)
+    for output in outputs:
+        if file_id(output) in ids:
+            raise UserError(f'{option}: the output {output} would replace the input {ids[file_id(output)]}; choose '
+                            f'another {option}.')
 
 
 def save_torch_atomic(obj, path):

@@ -2,6 +2,8 @@
 import cv2
 import io
 import numpy as np
+import os
+import stat
 import sys
 from PIL import Image, UnidentifiedImageError
 
@@ -57,11 +59,19 @@ def encode(img, ext):
 
 
 def read_input(path):
-    """The bytes of a file, or of stdin for ``-``; BadInput if it cannot be read."""
+    """The bytes of a regular file, or of stdin for ``-``; BadInput if it cannot be read.
+
+    Anything else (a folder, FIFO, socket or device) is refused unopened: reading a FIFO would wait for a writer.
+    """
     if path == STDIN:
         return sys.stdin.buffer.read()
     try:
-        with open(path, 'rb') as f:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BadInput('not a regular file (folders, FIFOs, sockets and devices are not read)')
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits, should it have become a FIFO since
+        with os.fdopen(fd, 'rb') as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise BadInput('not a regular file (folders, FIFOs, sockets and devices are not read)')
             return f.read()
     except OSError as error:
         raise BadInput(f'cannot be read ({error.strerror})') from error

@@ -15,14 +15,15 @@ def _resolve_device(net, device):
 def tile_spans(length, tile, overlap):
     """Tiles along one axis of ``length`` pixels: (start, stop, keep_start, keep_stop) per tile.
 
-    Tiles are ``tile`` long (the whole axis if shorter), start every ``tile - overlap`` pixels and the last one
-    ends at the border. Each pixel is kept from the tile in which it lies farthest from a tile edge inside the image,
-    so the seams lie in the middle of each overlap: a pixel is kept at least ``overlap // 2`` pixels from such an
-    edge.
+    An axis of at most ``tile`` pixels is one tile. A longer one is cut into tiles ``tile`` long that start every
+    ``tile - overlap`` pixels, the last one ending at the border. Each pixel is kept from the tile in which it lies
+    farthest from a tile edge inside the image, so the seams lie in the middle of each overlap: a pixel is kept at
+    least ``overlap // 2`` pixels from such an edge.
     """
     if not 0 <= overlap < tile:
         raise ValueError(f'Tile overlap must be in [0, tile), got tile {tile}, overlap {overlap}.')
-    tile = min(tile, length)
+    if length <= tile:
+        return [(0, length, 0, length)]
     starts = list(range(0, length - tile, tile - overlap)) + [length - tile]
     seams = [0] + [(start + tile + next_start) // 2 for start, next_start in zip(starts, starts[1:])] + [length]
     return [(start, start + tile, seams[i], seams[i + 1]) for i, start in enumerate(starts)]

@@ -1,6 +1,8 @@
 """Scores of restored JPEG images (PSNR, PSNR-B, SSIM) and Markdown tables of them."""
 import cv2
 import numpy as np
+import os
+import stat
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from os import path as osp
 
@@ -14,12 +16,28 @@ DECIMALS = {'psnr': 2, 'psnrb': 2, 'ssim': 4}
 
 
 def load_pairs(lq_folder, gt_folder, flag=cv2.IMREAD_GRAYSCALE):
-    """(name, lq, gt) uint8 images of two folders, paired by file stem (``qf10/a.jpg`` with ``gt/a.png``)."""
+    """(name, lq, gt) uint8 images of two folders, paired by file stem (``qf10/a.jpg`` with ``gt/a.png``); an image
+    OpenCV cannot read is None. ValueError naming a file that is not a regular one (it is not opened)."""
     pairs = []
     for pair in paired_paths(lq_folder, gt_folder, 'disk'):
+        for key in ('lq_path', 'gt_path'):
+            if osp.exists(pair[key]) and not stat.S_ISREG(os.stat(pair[key]).st_mode):
+                raise ValueError(f'{pair[key]} is not a regular file.')
         lq, gt = (cv2.imread(pair[key], flag) for key in ('lq_path', 'gt_path'))
         pairs.append((osp.splitext(osp.basename(pair['gt_path']))[0], lq, gt))
     return pairs
+
+
+MIN_SIDE, MIN_LONG_SIDE = 11, 16  # SSIM's 11x11 window; PSNR-B's 8x8 blocks need a boundary (16 along one side)
+
+
+def unscorable(shape):
+    """Why an image of ``shape`` (H, W, ...) cannot be scored by :func:`image_scores`, or None if it can."""
+    height, width = shape[:2]
+    if min(height, width) < MIN_SIDE or max(height, width) < MIN_LONG_SIDE:
+        return (f'{height}x{width} is too small to score: SSIM needs sides of at least {MIN_SIDE} and PSNR-B one '
+                f'of at least {MIN_LONG_SIDE}')
+    return None
 
 
 def image_scores(restored, gt):
