@@ -49,6 +49,7 @@ import os
 import re
 import sys
 import torch
+import yaml
 from basicsr import test as basicsr_test
 from basicsr import train as basicsr_train
 from basicsr.data.data_sampler import EnlargedSampler
@@ -264,7 +265,11 @@ def check_options(opt):
 
 def parse_options(root_path, is_train=True):
     """BasicSR's ``parse_options``, then ``check_options``; UserError naming the option file and the option."""
-    opt, args = options.parse_options(root_path, is_train)
+    try:
+        opt, args = options.parse_options(root_path, is_train)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        path = sys.argv[sys.argv.index('-opt') + 1] if '-opt' in sys.argv[:-1] else 'the -opt file'
+        raise UserError(f'{path}: cannot read it as a YAML text file ({type(error).__name__}: {error}).') from error
     try:
         check_options(opt)
     except ValueError as error:

@@ -18,7 +18,7 @@ from tiny import REPO, TINY_RDN, train_options
 from types import SimpleNamespace
 
 from carn_da import recipes
-from carn_da.pipelines import OPTIMIZERS, SCHEDULERS, check_options, train_pipeline
+from carn_da.pipelines import OPTIMIZERS, SCHEDULERS, check_options, parse_options, train_pipeline
 from carn_da.utils.errors import UserError
 from carn_da.utils.files import write_options
 
@@ -251,3 +251,15 @@ def test_write_options_keeps_numbers_numbers(tmp_path):
     path = write_options(opt, str(tmp_path / 'o.yml'))
     with open(path) as f:
         check_options(read_as_basicsr(f.read()))
+
+
+@pytest.mark.parametrize(
+    'content', [b'\x89PNG\r\n\x1a\n\x00\xff\xfe', b'name: [unclosed\n'], ids=['binary', 'bad YAML'])
+def test_an_unreadable_option_file_is_named(content, tmp_path, monkeypatch):
+    """A binary or broken option file stops the pipeline with a UserError naming it, not a traceback from YAML."""
+    path = tmp_path / 'o.yml'
+    path.write_bytes(content)
+    monkeypatch.setattr(sys, 'argv', ['carn_da/train.py', '-opt', str(path)])
+    with pytest.raises(UserError, match=f'^{re.escape(str(path))}: cannot read it as a YAML text file'):
+        parse_options(str(tmp_path))
+    assert os.listdir(tmp_path) == ['o.yml']
