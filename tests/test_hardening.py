@@ -21,6 +21,7 @@ from tiny import REPO
 from carn_da import cli
 from carn_da.utils import inference
 from carn_da.utils.checkpoint import load_model
+from carn_da.utils.files import write_atomic
 
 BINARY = bytes(range(128, 256)) * 4  # not UTF-8
 
@@ -409,3 +410,11 @@ def test_eval_names_an_image_too_small_to_score(tmp_path, model, capsys):
                        '20', '--out', tmp_path / 'out')
     assert f'--test s: {small}: 5x7 is too small to score' in line
     assert not (tmp_path / 'out').exists()
+
+
+def test_atomic_outputs_get_the_permissions_of_a_new_file(tmp_path):
+    """write_atomic's file is as readable as one open() makes (its temporary file starts private, 0o600)."""
+    with open(tmp_path / 'plain', 'wb'):
+        pass
+    write_atomic(str(tmp_path / 'atomic'), b'x')
+    assert os.stat(tmp_path / 'atomic').st_mode == os.stat(tmp_path / 'plain').st_mode

@@ -9,6 +9,16 @@ from os import path as osp
 from carn_da.utils.errors import UserError
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# the permissions open() gives a new file (mkstemp's temporary files are private: 0o600)
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 def write_atomic(path, data):
     """Write the bytes ``data`` to ``path`` through a unique hidden temporary file in its folder, then rename it.
 
@@ -21,6 +31,7 @@ def write_atomic(path, data):
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
+        os.chmod(tmp, NEW_FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):
