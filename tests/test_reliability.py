@@ -22,10 +22,10 @@ from tiny import REPO, TINY_Q, TINY_RDN, model_options, train_options
 from carn_da.data.image_pairs import BadImageError
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.models.carn_da_model import CARNDAModel
-from carn_da.models.carn_model import CARNModel, atomic_save, rng_state, set_rng_state
+from carn_da.models.carn_model import CARNModel, rng_state, set_rng_state
 from carn_da.pipelines import check_options, latest_training_state, train_pipeline
 from carn_da.runs import experiment_dir
-from carn_da.utils.files import write_options
+from carn_da.utils.files import save_torch_atomic, write_options
 
 
 def write_images(folder, names, h=40, w=48, quality=None):
@@ -212,11 +212,11 @@ def test_non_finite_loss_raises_before_the_optimizer_step(model_type):
     assert all(torch.equal(v, model.net_g.state_dict()[k]) for k, v in before.items())
 
 
-def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
+def test_save_torch_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / '8.state'
-    atomic_save({'iter': 8}, path)
+    save_torch_atomic({'iter': 8}, path)
     with pytest.raises(Exception):
-        atomic_save({'iter': 12, 'unpicklable': lambda: None}, path)
+        save_torch_atomic({'iter': 12, 'unpicklable': lambda: None}, path)
     assert torch.load(path, weights_only=True) == {'iter': 8}
     assert os.listdir(tmp_path) == ['8.state']
 
@@ -245,7 +245,7 @@ def test_random_states_load_tensors_only_and_restore_the_streams(tmp_path):
     random.seed(1)
     np.random.seed(2)
     torch.manual_seed(3)
-    atomic_save({'rng': [rng_state()]}, tmp_path / 'rng.state')
+    save_torch_atomic({'rng': [rng_state()]}, tmp_path / 'rng.state')
     draws = random.random(), np.random.rand(), np.random.randn(), torch.rand(1)
     set_rng_state(torch.load(tmp_path / 'rng.state', weights_only=True)['rng'][0])
     assert (random.random(), np.random.rand(), np.random.randn(), torch.rand(1)) == draws

@@ -1,5 +1,4 @@
 import numpy as np
-import os
 import random
 import torch
 from basicsr.losses import build_loss
@@ -11,21 +10,7 @@ from os import path as osp
 from torch import distributed as dist
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-
-def atomic_save(obj, path):
-    """``torch.save`` through a temporary file and ``os.replace``: ``path`` is the old file or the whole new one, even
-    if the process is killed while saving (then ``<path>.tmp`` is left behind)."""
-    tmp = f'{path}.tmp'
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+from carn_da.utils.files import save_torch_atomic
 
 
 def rng_state():
@@ -68,7 +53,7 @@ class CARNModel(SRModel):
     which fails in a CPU (gloo) process group; here CPU networks are wrapped without device ids.
 
     For reliability: a NaN or infinite loss raises FloatingPointError before the optimizer step (``check_finite``);
-    networks and training states are written atomically (``atomic_save``; a failed write raises instead of being
+    networks and training states are written atomically (``save_torch_atomic``; a failed write raises instead of being
     ignored as in BasicSR); the training state also holds the random states of every rank (``rng_state``), which
     ``carn_da.pipelines`` restores where the saved run stood, so that a resumed run continues exactly.
 
@@ -127,7 +112,7 @@ class CARNModel(SRModel):
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
-        """BasicSR's ``save_network`` (``models/<net_label>_<iter | latest>.pth``), written with ``atomic_save``."""
+        """BasicSR's ``save_network`` (``models/<net_label>_<iter | latest>.pth``), written atomically."""
         nets, param_keys = (net, param_key) if isinstance(net, list) else ([net], [param_key])
         state = {
             key: {
@@ -137,11 +122,11 @@ class CARNModel(SRModel):
             for net_, key in zip(nets, param_keys, strict=True)
         }
         label = 'latest' if current_iter == -1 else current_iter
-        atomic_save(state, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+        save_torch_atomic(state, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 
     def save_training_state(self, epoch, current_iter):
         """BasicSR's training state (epoch, iteration, optimizers, schedulers) plus ``rng``, the ``rng_state`` of
-        every rank, written by rank 0 with ``atomic_save`` to ``training_states/<iter>.state``."""
+        every rank, written by rank 0 with ``save_torch_atomic`` to ``training_states/<iter>.state``."""
         if current_iter == -1:
             return
         rng = [rng_state()]
@@ -157,4 +142,4 @@ class CARNModel(SRModel):
                 'schedulers': [s.state_dict() for s in self.schedulers],
                 'rng': rng
             }
-            atomic_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+            save_torch_atomic(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))

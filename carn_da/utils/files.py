@@ -1,5 +1,4 @@
 """Writing outputs atomically (a reader never sees a partial file) and reading and writing option files."""
-import io
 import os
 import tempfile
 import torch
@@ -20,17 +19,20 @@ NEW_FILE_MODE = 0o666 & ~_umask()
 
 
 def write_atomic(path, data):
-    """Write the bytes ``data`` to ``path`` through a unique hidden temporary file in its folder, then rename it.
+    """Write ``data`` (bytes, or a function that writes to a binary file) to ``path`` through a unique hidden
+    temporary file in its folder, synced to disk, then renamed.
 
-    An interrupted run leaves no partial output, two runs writing into one folder never share a temporary file, and
-    no file of the user's is touched but ``path``.
+    ``path`` is the old file or the whole new one, even if the process is killed while writing; two runs writing
+    into one folder never share a temporary file, and no file of the user's is touched but ``path``.
     """
     folder = osp.dirname(path) or '.'
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
-            f.write(data)
+            data(f) if callable(data) else f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, NEW_FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
@@ -79,10 +81,8 @@ def check_outputs_spare_inputs(outputs, inputs, option):
 
 
 def save_torch_atomic(obj, path):
-    """``torch.save(obj, path)`` through :func:`write_atomic`."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return write_atomic(path, buffer.getvalue())
+    """``torch.save(obj, path)`` through :func:`write_atomic` (network checkpoints, training states, routed models)."""
+    return write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def load_options(path):
