@@ -123,8 +123,6 @@ def eval_sets(args, qfs):
 def check_out(args, sets, qfs):
     """Make ``--out`` and check it can be written; UserError if it is a file, lies in a folder of images that is
     read (what it holds would be read as images) or if an output would replace a checkpoint or option file."""
-    if osp.exists(args.out) and not osp.isdir(args.out):
-        raise UserError(f'--out {args.out} is a file; expected a folder.')
     out = osp.realpath(args.out) + os.sep
     for name, test_set in sets.items():
         folders = [('--test', test_set.gt_folder)]

@@ -126,10 +126,6 @@ def string_hint(value, kind=NUMBER):
     return ' (write it without quotes)'
 
 
-def shown_value(value):
-    return f'the string {value!r}{string_hint(value)}' if isinstance(value, str) else repr(value)
-
-
 def check_number(key, value, kind=NUMBER, bound=None):
     """ValueError naming ``key`` unless ``value`` is a number (``kind`` WHOLE: an integer) within ``bound``."""
     if isinstance(value, str):
@@ -149,9 +145,9 @@ def check_numbers(key, options, numbers, lists=None):
         if name in options:
             check_number(f'{key}.{name}', options[name], kind, bound)
     for name, length in (lists or {}).items():
-        value = options.get(name, [])
         if name not in options:
             continue
+        value = options[name]
         expected = f'{length} numbers' if length else 'a list of numbers'
         if not (isinstance(value, (list, tuple)) and all(map(is_number, value)) and length in (None, len(value))):
             strings = [v for v in value if isinstance(v, str)] if isinstance(value, (list, tuple)) else []

@@ -36,7 +36,7 @@ from carn_da.utils.checkpoint import load_model
 from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
 from carn_da.utils.device import choose_device, choose_dtype
 from carn_da.utils.errors import BadInput, UserError
-from carn_da.utils.files import check_output_folder, file_id, write_atomic
+from carn_da.utils.files import check_output_folder, file_id, file_ids, write_atomic
 from carn_da.utils.images import ORIENT, STDIN, decode, encode, read_input
 from carn_da.utils.inference import Restorer
 
@@ -86,8 +86,7 @@ def restore_files(restorer, inputs, out_dir, ext='png', overwrite=False):
     """
     done = {'restored': [], 'skipped': [], 'failed': []}
     outputs = {}
-    input_ids = {file_id(path): path for path, _ in inputs if path != STDIN}
-    input_ids.pop(None, None)
+    input_ids = file_ids(path for path, _ in inputs if path != STDIN)
     for path, rel in tqdm(inputs, desc='restoring', unit='img', file=sys.stderr):
         out_path = osp.join(out_dir, f'{rel}.{ext}')
         try:

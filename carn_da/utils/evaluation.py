@@ -5,8 +5,6 @@ import cv2
 import io
 import json
 import numpy as np
-import os
-import stat
 import sys
 from matplotlib.figure import Figure
 from os import path as osp
@@ -14,7 +12,7 @@ from tqdm import tqdm
 
 from carn_da.data.image_pairs import images_by_stem
 from carn_da.utils.errors import UserError
-from carn_da.utils.files import write_atomic
+from carn_da.utils.files import is_regular_file, write_atomic
 from carn_da.utils.inference import restore
 from carn_da.utils.jpeg import jpeg_compress, to_gray
 from carn_da.utils.scores import (METRIC_NAMES, METRICS, image_scores, load_pairs, markdown_table, mean_scores,
@@ -24,14 +22,6 @@ JPEG = 'JPEG'
 PANEL_INCHES = (4, 3)  # gain_vs_qf.png: width x height of one dataset's panel
 CELL_INCHES = 3  # residuals.png: side of one residual map
 DPI = 100
-
-
-def is_regular_file(path):
-    """Whether ``path`` is a regular file (links followed): a FIFO, socket or device is never opened."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
 
 
 def read_gray(path):

@@ -1,5 +1,6 @@
 """Writing outputs atomically (a reader never sees a partial file) and reading and writing option files."""
 import os
+import stat
 import tempfile
 import torch
 import yaml
@@ -42,6 +43,15 @@ def write_atomic(path, data):
     return path
 
 
+def is_regular_file(path):
+    """Whether ``path`` is a regular file (links followed), told without opening it: a FIFO, socket or device is
+    never opened."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def file_id(path):
     """(device, inode) of the file at ``path`` (links followed), or None if there is none: two paths with one id
     are one file, whether through a symbolic or a hard link."""
@@ -50,6 +60,13 @@ def file_id(path):
     except (OSError, ValueError):
         return None
     return stat.st_dev, stat.st_ino
+
+
+def file_ids(paths):
+    """{file id: path} of the ``paths`` that exist (see :func:`file_id`)."""
+    ids = {file_id(path): path for path in paths}
+    ids.pop(None, None)
+    return ids
 
 
 def check_output_folder(folder, option='-o'):
@@ -72,8 +89,7 @@ def check_output_folder(folder, option='-o'):
 
 def check_outputs_spare_inputs(outputs, inputs, option):
     """UserError if any of the ``outputs`` paths is (or links to) one of the ``inputs`` files, naming both."""
-    ids = {file_id(path): path for path in inputs}
-    ids.pop(None, None)
+    ids = file_ids(inputs)
     for output in outputs:
         if file_id(output) in ids:
             raise UserError(f'{option}: the output {output} would replace the input {ids[file_id(output)]}; choose '

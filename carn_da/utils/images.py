@@ -5,11 +5,14 @@ import numpy as np
 import os
 import stat
 import sys
+from os import path as osp
 from PIL import Image, UnidentifiedImageError
 
 from carn_da.utils.errors import BadInput
+from carn_da.utils.files import is_regular_file
 
 STDIN = '-'
+NOT_REGULAR = 'not a regular file (folders, FIFOs, sockets and devices are not read)'
 EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the transform that shows the stored pixels upright (as PIL's ImageOps.exif_transpose)
 ORIENT = {
@@ -66,12 +69,12 @@ def read_input(path):
     if path == STDIN:
         return sys.stdin.buffer.read()
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise BadInput('not a regular file (folders, FIFOs, sockets and devices are not read)')
+        if osp.exists(path) and not is_regular_file(path):
+            raise BadInput(NOT_REGULAR)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits, should it have become a FIFO since
         with os.fdopen(fd, 'rb') as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise BadInput('not a regular file (folders, FIFOs, sockets and devices are not read)')
+                raise BadInput(NOT_REGULAR)
             return f.read()
     except OSError as error:
         raise BadInput(f'cannot be read ({error.strerror})') from error

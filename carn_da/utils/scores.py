@@ -1,13 +1,12 @@
 """Scores of restored JPEG images (PSNR, PSNR-B, SSIM) and Markdown tables of them."""
 import cv2
 import numpy as np
-import os
-import stat
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from os import path as osp
 
 from carn_da.data.image_pairs import paired_paths
 from carn_da.metrics.psnrb_metric import calculate_psnrb
+from carn_da.utils.files import is_regular_file
 from carn_da.utils.inference import restore
 
 METRICS = ('psnr', 'psnrb', 'ssim')
@@ -21,7 +20,7 @@ def load_pairs(lq_folder, gt_folder, flag=cv2.IMREAD_GRAYSCALE):
     pairs = []
     for pair in paired_paths(lq_folder, gt_folder, 'disk'):
         for key in ('lq_path', 'gt_path'):
-            if osp.exists(pair[key]) and not stat.S_ISREG(os.stat(pair[key]).st_mode):
+            if osp.exists(pair[key]) and not is_regular_file(pair[key]):
                 raise ValueError(f'{pair[key]} is not a regular file.')
         lq, gt = (cv2.imread(pair[key], flag) for key in ('lq_path', 'gt_path'))
         pairs.append((osp.splitext(osp.basename(pair['gt_path']))[0], lq, gt))
