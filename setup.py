@@ -16,7 +16,7 @@ setup(
     python_requires='>=3.10',  # zip(strict=True)
     install_requires=[
         'torch', 'torchvision', 'basicsr>=1.4.2', 'numpy', 'opencv-python', 'pyyaml', 'lmdb', 'tb-nightly',
-        'scikit-image', 'matplotlib', 'tqdm', 'pillow'
+        'scikit-image', 'matplotlib', 'tqdm', 'pillow', 'h5py', 'scipy'
     ],
     entry_points={'console_scripts': ['carn-da=carn_da.cli:main', 'carn-da-eval=carn_da.evaluate:main']},
     license='Apache-2.0',
