@@ -2,11 +2,15 @@
 
     carn-da adapt --model experiments/RDN_SQ_QF10/models/net_g_latest.pth --opt options/train_rdn_sq_qf10.yml \\
         --source-gt datasets/Train400/gt --source-lq datasets/Train400/qf10 --target my_jpegs/ --name my_jpegs
+    carn-da adapt --model models/DnCNN3.pth --opt models/DnCNN3.yml --source-gt datasets/Train400/gt \\
+        --target my_jpegs/        # a blind source model (carn-da import), clean images only
 
 (also ``python -m carn_da.adapt``). The source model keeps training on its labelled data (``--source-gt``,
 ``--source-lq``: ground truths and JPEGs of the quality it was trained on, folders or BasicSR LMDBs) while it learns
 your JPEGs (``--target``, a folder searched recursively, no ground truth), by one of two recipes (``--recipe``;
-CARNDAModel, run by BasicSR's training pipeline in a subprocess):
+CARNDAModel, run by BasicSR's training pipeline in a subprocess). The recommended recipe compresses the ground truths
+itself and needs no ``--source-lq``: leave it out for a blind source model (one model for every quality, such as
+DnCNN-3).
 
 - ``recommended`` (the default; the winner of benchmarks/da_study.py, see docs/RESULTS.md): each target's JPEG
   quality is read from its quantisation table (``--target-quality file``) or estimated from its pixels
@@ -25,7 +29,9 @@ The adapted model is ``experiments/<name>/models/net_g_latest.pth``; restore wit
 <it> --opt <name>.yml`` (or the source model's option file). ``routed.yml`` and ``net_g_routed.pth`` join it with the
 source model (``QualityRoutedCARN``, as ``carn-da route`` does): each image goes to the source model if its quality,
 estimated from its pixels, is nearest the source JPEGs' (read from ``--source-lq``'s files), else to the adapted
-one, so that nothing is lost at the source quality.
+one, so that nothing is lost at the source quality. Without ``--source-lq`` (or when its quality is unknown: an LMDB,
+PNGs) the source model is the routed model's fallback: images at your JPEGs' qualities (within 2) go to the adapted
+model, every other image to the source model, which keeps a blind source's range.
 
 Before anything is built, the source JPEGs must pair with the ground truths by relative path without extension
 (LMDBs: by their ``meta_info.txt`` keys), for both recipes. The report gives the JPEG quality histograms of both image
@@ -98,6 +104,14 @@ def check_source_pairs(args):
         raise UserError(f'--source-lq: no images in {args.source_lq} and {args.source_gt}.')
 
 
+def check_source_images(args):
+    """With ``--source-lq``, :func:`check_source_pairs`; without, at least one image in ``--source-gt``."""
+    if args.source_lq is not None:
+        return check_source_pairs(args)
+    if not image_paths(args.source_gt, io_backend(args.source_gt)['type']):
+        raise UserError(f'--source-gt: no images in {args.source_gt}.')
+
+
 def check_out(out):
     """UserError unless the folder ``out`` (``--out``) is or can be made a folder, writable."""
     existing = osp.abspath(out)
@@ -148,7 +162,7 @@ def adapt_options(args, channels, q_feat, device):
     pairs = recipes.jpeg_pairs(
         f'{args.name}_source_and_target',
         osp.abspath(args.source_gt),
-        osp.abspath(args.source_lq),
+        args.source_lq and osp.abspath(args.source_lq),
         args.patch,
         args.batch,
         io_backend(args.source_gt)['type'],
@@ -268,13 +282,12 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
     """The Markdown report of an adaptation; ``skipped``: the targets that do not decode."""
     checkpoint, resume = shown(latest_generator(args.name, args.root)), shown(opt_path, args.root)
     opt_path = shown(opt_path)
-    if 'missing' in routed:
-        routing = f'No routed model: {routed["missing"]}; join the models with `carn-da route`.  '
-    else:
-        source_qfs, target_qfs = (', '.join(map(str, qfs)) for qfs in routed['experts'])
-        routing = (f'Routed model (the source model for QF {source_qfs}, the adapted one for QF {target_qfs}, chosen '
-                   'per image from its pixels; it forgets nothing at the source quality): `carn-da restore INPUT -o '
-                   f'OUTDIR --model {shown(routed["checkpoint"])} --opt {shown(routed["options"])}`  ')
+    source_qfs, target_qfs = (qfs and ', '.join(map(str, qfs)) for qfs in routed['experts'])
+    experts = (f'the source model for QF {source_qfs}, the adapted one for QF {target_qfs}'
+               if source_qfs else f'the adapted model for QF {target_qfs}, the source model for every other quality')
+    routing = (f'Routed model ({experts}, chosen per image from its pixels; it forgets nothing at the source '
+               f'quality): `carn-da restore INPUT -o OUTDIR --model {shown(routed["checkpoint"])} --opt '
+               f'{shown(routed["options"])}`  ')
     lines = [
         f'## carn-da adapt: {args.name}\n', f'Command: `{command}`  ',
         f'Adapted model: `{checkpoint}`, options of the run: `{opt_path}`  ',
@@ -358,10 +371,10 @@ def parse_args(argv=None):
     parser.add_argument('--source-gt', required=True, metavar='DIR', help='Ground truths of the source pairs.')
     parser.add_argument(
         '--source-lq',
-        required=True,
         metavar='DIR',
-        help='Their JPEGs (the source quality), paired with them by relative path without '
-        'extension.')
+        help='Their JPEGs (the source quality), paired with them by relative path without extension. Needed by '
+        '--recipe paper; the recommended recipe reads only the source quality from them (for the routed model). '
+        'Leave it out for a blind source model.')
     parser.add_argument('--target', required=True, metavar='DIR', help='Your JPEGs (any quality; no ground truth).')
     parser.add_argument(
         '--target-gt', metavar='DIR', help='Ground truths of some target images, only to score before and after.')
@@ -384,6 +397,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     check_inference_arguments(parser, args)
     recommended = args.recipe == 'recommended'
+    if not recommended and args.source_lq is None:
+        parser.error('--recipe paper trains on source pairs: give their JPEGs with --source-lq')
     args.lr = (1e-3 if recommended else 1e-4) if args.lr is None else args.lr
     args.batch = (4 if recommended else 8) if args.batch is None else args.batch
     for option in ('iters', 'batch', 'patch', 'eval_images'):
@@ -408,19 +423,18 @@ def parse_args(argv=None):
 def quality_histograms(args, targets):
     """{'source': (folder, histogram), 'target': ...} of the JPEG qualities (no source histogram for an LMDB)."""
     histograms = {}
-    if io_backend(args.source_lq)['type'] == 'disk':
+    if args.source_lq is not None and io_backend(args.source_lq)['type'] == 'disk':
         histograms['source'] = (args.source_lq, quality_histogram(image_paths(args.source_lq, 'disk')))
     histograms['target'] = (args.target, quality_histogram(targets.values()))
     return histograms
 
 
 def write_routed_model(args, histograms, targets):
-    """Write ``--out``/``routed.yml`` and ``net_g_routed.pth``: the source model for the source JPEGs' qualities
-    and the adapted one for the targets' (QualityRoutedCARN, as ``carn-da route`` does). Returns {'options',
-    'checkpoint', 'experts': [[qualities], ...]}, or {'missing': why} when the source quality is unknown."""
-    source_qfs = sorted(q for q in histograms.get('source', (None, {}))[1] if q is not None)
-    if not source_qfs:
-        return {'missing': 'the quality of the source JPEGs is unknown (an LMDB, or not JPEG files)'}
+    """Write ``--out``/``routed.yml`` and ``net_g_routed.pth``: the source model for the source JPEGs' qualities (or,
+    when they are unknown, as the fallback for every quality but the targets') and the adapted one for the targets'
+    (QualityRoutedCARN, as ``carn-da route`` does). Returns {'options', 'checkpoint', 'experts': [source qualities or
+    None, target qualities]}."""
+    source_qfs = sorted(q for q in histograms.get('source', (None, {}))[1] if q is not None) or None
     target_qfs = {q for q in histograms['target'][1] if q is not None}
     target_qfs |= {
         estimate_quality(to_gray(decode(read_input(path))[0]))
@@ -432,7 +446,7 @@ def write_routed_model(args, histograms, targets):
     routed = {'options': osp.join(args.out, 'routed.yml'), 'checkpoint': osp.join(args.out, 'net_g_routed.pth')}
     save_torch_atomic({'params': routed_state([args.model, adapted])}, routed['checkpoint'])
     write_options({'network_g': network}, routed['options'])
-    return dict(routed, experts=[expert['qualities'] for expert in network['experts']])
+    return dict(routed, experts=[source_qfs, sorted(target_qfs)])
 
 
 def write_report(args, command, opt_path, histograms, results, num_measured, num_gt, routed, skipped=()):
@@ -462,7 +476,7 @@ def run(args, command):
         if root is not None and not osp.isdir(root):
             raise UserError(f'--{option.replace("_", "-")}: folder {root} does not exist.')
     check_out(args.out)
-    check_source_pairs(args)
+    check_source_images(args)
     if osp.isdir(experiment_dir(args.name, args.root)) and not args.resume:
         raise UserError(f'Experiment {experiment_dir(args.name, args.root)} exists: pass --resume to continue it, '
                         'or choose another --name.')

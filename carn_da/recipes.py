@@ -11,6 +11,7 @@ few keys; the YAML files in ``options/`` are what :func:`option_file` returns, c
   discriminator Q on F's features and ``DomainAdversarialLoss`` with gradient reversal (:func:`with_discriminator`);
 - :func:`recommended_da`: the study's winner (docs/RESULTS.md), a model for the target's quality: the source ground
   truths compressed at the target's quality plus self-supervision on the target JPEGs (:func:`with_self_supervision`);
+- :func:`quality_expert`: the same without self-supervision (the expert made from a strong blind source);
 - :func:`routed_pair`: the ``network_g`` of a ``QualityRoutedCARN`` that sends each image to the model for its quality.
 """
 import copy
@@ -55,6 +56,13 @@ BACKBONES = {
             'num_feat': 32,
             'num_conv': 10
         }, 32),
+        # DnCNN-3 as published (carn-da import): 20 convs, batch normalisation folded into them
+        'published': ({
+            'type': 'DnCNN',
+            'num_feat': 64,
+            'num_conv': 20,
+            'batch_norm': False
+        }, 64),
     },
     'arcnn': {
         'paper': ({
@@ -252,11 +260,11 @@ def discriminator(num_feat, hidden=128, pooling='avg', kind='QualityDiscriminato
     }
 
 
-def with_self_supervision(opt):
+def with_self_supervision(opt, weight=1.0):
     """Add target self-supervision: each target crop, recompressed at its own quality on a shifted 8x8 grid, is
-    restored back to the decoded target crop (``train.target_opt``, L1)."""
+    restored back to the decoded target crop (``train.target_opt``, L1 at ``weight``)."""
     opt['datasets']['train']['target_self_supervision'] = True
-    opt['train']['target_opt'] = dict(L1)
+    opt['train']['target_opt'] = dict(L1, loss_weight=weight)
     return opt
 
 
@@ -287,15 +295,23 @@ def recommended_da(name, network_g, train_set, train, log, source_model, target_
     return with_self_supervision(with_target_quality(opt, 'target', target_quality))
 
 
+def quality_expert(name, network_g, train_set, train, log, source_model, target_quality='file', **kwargs):
+    """A target expert without self-supervision: the ``source_model`` fine-tuned (CARNModel, eq. 2) on the source
+    ground truths compressed at the quality of a random target image (``target_quality``: 'file' or 'pixels'), e.g.
+    to adapt a strong blind model such as DnCNN-3, whose outputs self-supervision pulls towards the JPEG."""
+    opt = supervised(name, network_g, train_set, train, log, pretrain=source_model, **kwargs)
+    return with_target_quality(opt, 'target', target_quality)
+
+
 def routed_pair(experts):
-    """``network_g`` of a QualityRoutedCARN: ``experts`` are (network_g, JPEG qualities) pairs, in order."""
-    return {
-        'type': 'QualityRoutedCARN',
-        'experts': [{
-            'network': copy.deepcopy(network_g),
-            'qualities': list(qualities)
-        } for network_g, qualities in experts]
-    }
+    """``network_g`` of a QualityRoutedCARN: ``experts`` are (network_g, JPEG qualities) pairs, in order; qualities
+    None makes that expert the fallback, the model for every other quality (e.g. a blind source model)."""
+    return {'type': 'QualityRoutedCARN', 'experts': [routed_expert(*expert) for expert in experts]}
+
+
+def routed_expert(network_g, qualities):
+    role = {'fallback': True} if qualities is None else {'qualities': list(qualities)}
+    return {'network': copy.deepcopy(network_g), **role}
 
 
 @dataclass(frozen=True)

@@ -164,12 +164,48 @@ def parsed_args(data, source_lq, target, out, *extra):
     return adapt.parse_args(argv + ['--source-lq', source_lq, '--target', target, '--out', str(out), *extra])[1]
 
 
-def test_no_routed_model_without_the_source_quality(data, tmp_path):
-    args = parsed_args(data, osp.join(data['source'], 'gt'), data['pile'], tmp_path)
+def test_the_source_is_the_fallback_when_its_quality_is_unknown(data, experiment_name, tmp_path):
+    name = experiment_name('routed_fallback')
+    os.makedirs(osp.join(experiment_dir(name, str(tmp_path)), 'models'))  # --out tmp_path: the training's root
+    shutil.copy(data['model'], latest_generator(name, str(tmp_path)))
+    args = parsed_args(data, osp.join(data['source'], 'gt'), data['pile'], tmp_path, '--name', name)
     histograms = {'source': (args.source_lq, {None: 6}), 'target': (args.target, {30: 1})}
     routed = adapt.write_routed_model(args, histograms, {})
-    assert routed == {'missing': 'the quality of the source JPEGs is unknown (an LMDB, or not JPEG files)'}
-    assert not osp.exists(tmp_path / 'routed.yml')
+    assert routed['experts'] == [None, [30]]
+    network = yaml.safe_load(open(routed['options']))['network_g']
+    assert [expert.get('fallback', False) for expert in network['experts']] == [True, False]
+
+
+def test_a_blind_source_needs_only_clean_source_images(data, experiment_name, tmp_path, capfd):
+    """No --source-lq: the recommended recipe compresses the ground truths at the pile's qualities, and the routed
+    model sends the pile's qualities to the adapted model and every other one to the source. No target ground truth
+    reaches the training."""
+    name = experiment_name('adapt_blind')
+    out = tmp_path / 'out'
+    argv = [
+        '--model', data['model'], '--opt', data['opt'], '--source-gt',
+        osp.join(data['source'], 'gt'), '--target', data['pile'], '--target-gt', data['pile_gt'], '--name', name,
+        '--out',
+        str(out), '--iters', '2', '--batch', '2', '--patch', '32', '--device', 'cpu'
+    ]
+    assert adapt.main(argv) == 0
+    report = capfd.readouterr().out
+    opt_text = (out / f'{name}.yml').read_text()
+    assert data['pile_gt'] not in opt_text and 'qf10' not in opt_text
+    assert 'the adapted model for QF 30, 50, 70, 90, the source model for every other quality' in report
+    summary = json.loads((out / 'report.json').read_text())
+    assert summary['routed']['experts'] == [None, list(PILE_QFS)] and 'source' not in summary['qf_histograms']
+    router, _ = load_model(summary['routed']['checkpoint'], summary['routed']['options'])
+    source, _ = load_model(data['model'], data['opt'])
+    adapted, _ = load_model(latest_generator(name, str(out)), data['opt'])
+    for path, expert in ((osp.join(data['source'], 'qf10',
+                                   'img000.jpg'), source), (osp.join(data['pile'], 'img000.jpg'), adapted)):
+        x = torch.from_numpy(cv2.imread(path, cv2.IMREAD_GRAYSCALE)).float().div(255)[None, None]
+        with torch.no_grad():
+            assert torch.allclose(router(x), expert(x), atol=1e-6), path
+    with pytest.raises(SystemExit):
+        adapt.main(argv + ['--recipe', 'paper', '--name', name + '_paper'])
+    assert '--recipe paper trains on source pairs' in capfd.readouterr().err
 
 
 def test_routed_model_reads_the_quality_of_non_jpeg_targets_from_their_pixels(data, experiment_name, tmp_path):

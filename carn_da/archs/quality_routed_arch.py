@@ -17,24 +17,40 @@ class QualityRoutedCARN(nn.Module):
     (about 15 ms per 481x321 image on one CPU core).
 
     Args:
-        experts (list[dict]): ``{'network': network_g options, 'qualities': [QF, ...]}`` each: an image goes to
-            the expert with a quality nearest to its estimated QF (the first such expert on ties).
+        experts (list[dict]): ``{'network': network_g options, 'qualities': [QF, ...]}`` each, and at most one
+            ``{'network': ..., 'fallback': True}``, the model for every other quality (a blind model, such as the
+            blind source of an adaptation). An image goes to the expert with a quality nearest to its estimated QF
+            (the first such expert on ties); with a fallback, only if that quality is within ``reach`` of the
+            estimate, else to the fallback.
+        reach (int): How far (in QF) from its qualities an expert still serves an image when there is a fallback.
+            Default: 2 (the estimate is exact for libjpeg's tables; files read from their headers and estimates
+            may differ by a tie of the IJG tables).
 
     The state dict is the experts' (``experts.<k>.<name>``); ``carn-da route`` (carn_da/route.py) writes one from
     the experts' checkpoints. ``select(x)`` is the expert of one image; tiled inference routes on the whole image
     with it, since the estimate needs the image's own 8x8 grid.
     """
 
-    def __init__(self, experts):
+    def __init__(self, experts, reach=2):
         super().__init__()
-        if not experts or not all(isinstance(e, dict) and {'network', 'qualities'} <= e.keys() for e in experts):
+        if not experts or not all(
+                isinstance(e, dict) and 'network' in e and ('qualities' in e) != bool(e.get('fallback'))
+                for e in experts):
             raise ValueError("QualityRoutedCARN: experts must be a non-empty list of {'network': ..., 'qualities': "
-                             f'[...]}} dicts, got {experts!r}.')
-        self.qualities = [list(expert['qualities']) for expert in experts]
-        if not all(self.qualities):
-            raise ValueError('QualityRoutedCARN: every expert needs at least one quality.')
+                             "[...]} dicts and at most one {'network': ..., 'fallback': True}, got "
+                             f'{experts!r}.')
+        fallbacks = [k for k, expert in enumerate(experts) if expert.get('fallback')]
+        if len(fallbacks) > 1 or len(fallbacks) == len(experts):
+            raise ValueError('QualityRoutedCARN: at most one fallback expert, beside at least one with qualities.')
+        self.fallback = fallbacks[0] if fallbacks else None
+        self.qualities = [list(expert.get('qualities', [])) for expert in experts]
+        if not all(self.qualities[k] for k in range(len(experts)) if k != self.fallback):
+            raise ValueError('QualityRoutedCARN: every expert but the fallback needs at least one quality.')
         for quality in sum(self.qualities, []):
             check_quality(quality)
+        if isinstance(reach, bool) or not isinstance(reach, int) or reach < 0:
+            raise ValueError(f'QualityRoutedCARN: reach must be an integer >= 0, got {reach!r}.')
+        self.reach = reach
         self.experts = nn.ModuleList(build_network(dict(expert['network'])) for expert in experts)
 
     def estimate(self, x):
@@ -46,7 +62,12 @@ class QualityRoutedCARN(nn.Module):
 
     def route(self, quality):
         """Index of the expert for an image of JPEG ``quality``."""
-        return min(range(len(self.experts)), key=lambda k: min(abs(quality - q) for q in self.qualities[k]))
+        distance = {
+            k: min(abs(quality - q) for q in qualities)
+            for k, qualities in enumerate(self.qualities) if qualities
+        }
+        nearest = min(distance, key=distance.get)
+        return self.fallback if self.fallback is not None and distance[nearest] > self.reach else nearest
 
     def select(self, x):
         """The expert for the single image ``x`` (1, C, H, W)."""
