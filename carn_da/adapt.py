@@ -7,9 +7,9 @@
 
 (also ``python -m carn_da.adapt``). The source model keeps training on its labelled data (``--source-gt``,
 ``--source-lq``: ground truths and JPEGs of the quality it was trained on, folders or BasicSR LMDBs) while it learns
-your JPEGs (``--target``, a folder searched recursively, no ground truth), by one of two recipes (``--recipe``;
-CARNDAModel, run by BasicSR's training pipeline in a subprocess). The recommended recipe compresses the ground truths
-itself and needs no ``--source-lq``: leave it out for a blind source model (one model for every quality, such as
+your JPEGs (``--target``, a folder searched recursively, no ground truth), by one of three recipes (``--recipe``;
+run by BasicSR's training pipeline in a subprocess). The recommended and expert recipes compress the ground truths
+themselves and need no ``--source-lq``: leave it out for a blind source model (one model for every quality, such as
 DnCNN-3).
 
 - ``recommended`` (the default; the winner of benchmarks/da_study.py, see docs/RESULTS.md): each target's JPEG
@@ -17,6 +17,8 @@ DnCNN-3).
   (``pixels``); every source ground truth is compressed at the quality of a random target image, and every target
   crop, recompressed at its own quality on a shifted 8x8 grid, is restored back to itself (self-supervision). The
   result is a model for your JPEGs' qualities;
+- ``expert``: the same without self-supervision (CARNModel), at a small learning rate: for a strong source model
+  such as DnCNN-3, which self-supervision pulls towards its JPEG inputs (docs/RESULTS.md);
 - ``paper`` (Ham, Yoo, Kang, SPIE 11842, 2021): a quality discriminator learns to tell the model's features of the
   source JPEGs from its features of yours, and the feature extractor learns, through gradient reversal, to make
   them alike (``--lambda``).
@@ -78,6 +80,7 @@ from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, markdown_t
 # options/demo and benchmarks/da_study.py (0.3-0.4 s per step in their logs; twice that beside other jobs).
 DEFAULT_ITERS = 1000
 JPEG, BEFORE, AFTER = 'JPEG input', 'source model (before)', 'adapted model (after)'
+RECIPE_DEFAULTS = {'recommended': (1e-3, 4), 'expert': (2e-5, 8), 'paper': (1e-4, 8)}  # --recipe: (--lr, --batch)
 MAX_SEED = 2**32 - 1  # BasicSR seeds numpy with manual_seed
 SHOWN_SKIPPED = 5  # skipped targets named in report.md (report.json names all)
 
@@ -156,8 +159,8 @@ def quality_feature_channels(net, channels, patch, device):
 
 
 def adapt_options(args, channels, q_feat, device):
-    """The recipe's CARNDAModel options (``recipes.recommended_da`` or ``recipes.paper_da``, the latter with a
-    QualityDiscriminator on the ``q_feat`` channels of F's features): the source model as ``pretrain_network_g``,
+    """The recipe's options (``recipes.recommended_da``, ``recipes.quality_expert`` or ``recipes.paper_da``, the last
+    with a QualityDiscriminator on the ``q_feat`` channels of F's features): the source model as ``pretrain_network_g``,
     the source pairs and the target images in a TwoDomainDataset, the source model's own losses."""
     pairs = recipes.jpeg_pairs(
         f'{args.name}_source_and_target',
@@ -180,6 +183,8 @@ def adapt_options(args, channels, q_feat, device):
     recipe = (args.name, network_options(args.opt), train_set, schedule, log, osp.abspath(args.model))
     if args.recipe == 'recommended':
         opt = recipes.recommended_da(*recipe, target_quality=args.target_quality, **common)
+    elif args.recipe == 'expert':
+        opt = recipes.quality_expert(*recipe, target_quality=args.target_quality, **common)
     else:
         q = recipes.discriminator(q_feat, 128, 'avgstd')
         opt = recipes.paper_da(*recipe, q, args.lambda_, **common)
@@ -340,26 +345,28 @@ def add_training_arguments(parser):
         help='Weight of the domain loss of --recipe paper. Default: 0.1 (paper).')
     parser.add_argument(
         '--recipe',
-        choices=['recommended', 'paper'],
+        choices=list(RECIPE_DEFAULTS),
         default='recommended',
-        help='recommended (the source ground truths compressed at your qualities + target self-supervision) or '
-        'paper (adversarial feature alignment). Default: recommended.')
+        help='recommended (the source ground truths compressed at your qualities + target self-supervision), expert '
+        '(the same without self-supervision, for strong source models such as DnCNN-3) or paper (adversarial feature '
+        'alignment). Default: recommended.')
     parser.add_argument(
         '--target-quality',
         choices=['file', 'pixels'],
         default='file',
-        help="Where --recipe recommended learns each target's JPEG quality: its quantisation table (file; every "
-        'target must be a JPEG file) or its decoded pixels. Default: file.')
+        help="Where --recipe recommended or expert learns each target's JPEG quality: its quantisation table (file; "
+        'every target must be a JPEG file) or its decoded pixels. Default: file.')
     parser.add_argument(
         '--lr',
         type=float,
         help='Learning rate of F, D (and Q). Default: 1e-3 for --recipe recommended (the best of '
-        'benchmarks/da_study.py, twice the learning rate of its source models), 1e-4 for paper (the paper).')
+        'benchmarks/da_study.py, twice the learning rate of its source models), 2e-5 for expert (DnCNN-3, '
+        'benchmarks/adapt_published.py), 1e-4 for paper (the paper).')
     parser.add_argument(
         '--batch',
         type=int,
         help='Source (and target) patches per step. Default: 4 for --recipe recommended (4 source and 4 target '
-        'crops: as many images through the network as a source-only step of 8), 8 for paper.')
+        'crops: as many images through the network as a source-only step of 8), 8 for expert and paper.')
     parser.add_argument('--patch', type=int, default=48, help='Side of the training patches. Default: 48.')
     parser.add_argument('--seed', type=int, default=0)
 
@@ -396,11 +403,11 @@ def parse_args(argv=None):
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
     check_inference_arguments(parser, args)
-    recommended = args.recipe == 'recommended'
-    if not recommended and args.source_lq is None:
+    if args.recipe == 'paper' and args.source_lq is None:
         parser.error('--recipe paper trains on source pairs: give their JPEGs with --source-lq')
-    args.lr = (1e-3 if recommended else 1e-4) if args.lr is None else args.lr
-    args.batch = (4 if recommended else 8) if args.batch is None else args.batch
+    lr, batch = RECIPE_DEFAULTS[args.recipe]
+    args.lr = lr if args.lr is None else args.lr
+    args.batch = batch if args.batch is None else args.batch
     for option in ('iters', 'batch', 'patch', 'eval_images'):
         if getattr(args, option) < 1:
             parser.error(f'--{option.replace("_", "-")} must be at least 1')

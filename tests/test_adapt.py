@@ -177,9 +177,9 @@ def test_the_source_is_the_fallback_when_its_quality_is_unknown(data, experiment
 
 
 def test_a_blind_source_needs_only_clean_source_images(data, experiment_name, tmp_path, capfd):
-    """No --source-lq: the recommended recipe compresses the ground truths at the pile's qualities, and the routed
-    model sends the pile's qualities to the adapted model and every other one to the source. No target ground truth
-    reaches the training."""
+    """No --source-lq: the expert recipe (for strong blind models) compresses the ground truths at the pile's
+    qualities, and the routed model sends the pile's qualities to the adapted model and every other one to the
+    source. No target ground truth reaches the training."""
     name = experiment_name('adapt_blind')
     out = tmp_path / 'out'
     argv = [
@@ -188,10 +188,15 @@ def test_a_blind_source_needs_only_clean_source_images(data, experiment_name, tm
         '--out',
         str(out), '--iters', '2', '--batch', '2', '--patch', '32', '--device', 'cpu'
     ]
-    assert adapt.main(argv) == 0
+    assert adapt.main(argv + ['--recipe', 'expert']) == 0
     report = capfd.readouterr().out
     opt_text = (out / f'{name}.yml').read_text()
     assert data['pile_gt'] not in opt_text and 'qf10' not in opt_text
+    opt = yaml.safe_load(opt_text)
+    assert opt['model_type'] == 'CARNModel' and opt['train']['optim_g']['lr'] == 2e-5
+    assert (opt['datasets']['train']['source_quality'], opt['datasets']['train']['target_quality']) == ('target',
+                                                                                                        'file')
+    assert 'target_opt' not in opt['train'] and 'target_self_supervision' not in opt['datasets']['train']
     assert 'the adapted model for QF 30, 50, 70, 90, the source model for every other quality' in report
     summary = json.loads((out / 'report.json').read_text())
     assert summary['routed']['experts'] == [None, list(PILE_QFS)] and 'source' not in summary['qf_histograms']
