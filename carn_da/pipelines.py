@@ -90,7 +90,13 @@ PASSED_BY_BASICSR = {'params', 'optimizer', 'last_epoch'}
 # the numeric options of the recipes: (a number or a whole number, the bound it must keep or None) by key; the lists
 # of numbers: the length expected or None
 NUMBER, WHOLE = 'a number', 'a whole number'
-TRAIN_NUMBERS = {'total_iter': (NUMBER, None), 'warmup_iter': (NUMBER, None), 'q_steps': (WHOLE, ('>=', 1))}
+TRAIN_NUMBERS = {
+    'total_iter': (NUMBER, None),
+    'warmup_iter': (NUMBER, None),
+    'q_steps': (WHOLE, ('>=', 1)),
+    'q_warmup_iters': (WHOLE, ('>=', 0)),
+    'q_warmup_accuracy': (NUMBER, None)
+}
 OPTIMIZER_NUMBERS = {'lr': (NUMBER, ('>=', 0)), 'weight_decay': (NUMBER, ('>=', 0)), 'eps': (NUMBER, ('>=', 0))}
 OPTIMIZER_LISTS = {'betas': 2}
 SCHEDULER_NUMBERS = {'gamma': (NUMBER, None), 'eta_min': (NUMBER, None)}
@@ -206,8 +212,9 @@ def check_options(opt):
     - a network, loss, optimizer, scheduler or metric has an option that its class or function does not take (with
       the nearest name), or a network, loss or scheduler lacks one it needs;
     - a numeric option of the recipes is not a number (``1e-4`` in YAML is a string), not a whole number where one
-      is needed, or out of range: ``train``'s ``total_iter``, ``warmup_iter``, ``q_steps``, each optimizer's ``lr``,
-      ``weight_decay``, ``eps``, ``betas``, the scheduler's ``milestones``, ``gamma``, ``periods``,
+      is needed, or out of range: ``train``'s ``total_iter``, ``warmup_iter``, ``q_steps``, ``q_warmup_iters``,
+      ``q_warmup_accuracy``, each optimizer's ``lr``, ``weight_decay``, ``eps``, ``betas``, the scheduler's
+      ``milestones``, ``gamma``, ``periods``,
       ``restart_weights``, ``restarts``, ``eta_min``, each loss's ``loss_weight``, each dataset's ``gt_size``,
       ``batch_size_per_gpu``, ``num_worker_per_gpu``, ``dataset_enlarge_ratio``, ``logger.print_freq``,
       ``logger.save_checkpoint_freq`` and ``val.val_freq``.

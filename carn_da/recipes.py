@@ -247,6 +247,15 @@ def with_discriminator(opt, network_q, lambda_=0.1, lr=None, q_steps=None, **dom
     return opt
 
 
+def with_q_warmup(opt, iters, accuracy=None):
+    """Start with ``iters`` iterations of Q learning alone on F's frozen features (or fewer, once its smoothed
+    accuracy reaches ``accuracy``), so that F adapts against a discriminator that tells the domains apart."""
+    opt['train']['q_warmup_iters'] = iters
+    if accuracy is not None:
+        opt['train']['q_warmup_accuracy'] = accuracy
+    return opt
+
+
 def discriminator(num_feat, hidden=128, pooling='avg', kind='QualityDiscriminator', **options):
     """``network_q``: 3 fully connected layers on pooled features (the paper's), or ``PatchQualityDiscriminator``."""
     return {

@@ -249,3 +249,62 @@ def test_da_model_needs_a_loss_and_a_discriminator_for_the_domain_loss():
     del opt['network_q']
     with pytest.raises(ValueError, match='needs network_q'):
         CARNDAModel(opt)
+
+
+def test_q_warmup_trains_q_alone_until_its_iterations_or_accuracy():
+    """Warm-up steps train Q on F's frozen features with L_Q unweighted (the ganin schedule's lambda is 0 at the
+    start, yet Q learns); it ends at q_warmup_iters, or once the smoothed accuracy reaches q_warmup_accuracy; then
+    the paper's step trains F, D and Q."""
+    opt = model_options()
+    opt['train']['domain_opt']['schedule'] = 'ganin'
+    opt['train']['q_warmup_iters'] = 3
+    model = CARNDAModel(copy.deepcopy(opt))
+    data = batch()
+    for it in (1, 2, 3):
+        before_g, before_q = snapshot(model.net_g), snapshot(model.net_q)
+        model.feed_data(data)
+        model.optimize_parameters(current_iter=it)
+        assert all(torch.equal(v, model.net_g.state_dict()[k]) for k, v in before_g.items())  # F and D frozen
+        assert not torch.equal(before_q['classifier.0.weight'], model.net_q.state_dict()['classifier.0.weight'])
+        assert set(model.get_current_log()) == {'l_q_warmup', 'acc_q'}
+    assert model.q_warmup_end == 3 and model.extra_training_state()['q_warmup_end'] == 3
+    before_g = snapshot(model.net_g)
+    model.optimize_parameters(current_iter=4)
+    assert 'l_domain' in model.get_current_log() and not torch.equal(before_g['sfe1.weight'], model.net_g.sfe1.weight)
+
+    # a target Q cannot miss (zeros against noise): the smoothed accuracy passes 0.6 before the 50 iterations
+    opt['train'].update(q_warmup_iters=50, q_warmup_accuracy=0.6)
+    opt['train']['optim_q']['lr'] = 1e-2
+    model = CARNDAModel(copy.deepcopy(opt))
+    easy = dict(data, lq_target=torch.zeros_like(data['lq_target']))
+    for it in range(1, 51):
+        model.feed_data(easy)
+        model.optimize_parameters(current_iter=it)
+        if model.q_warmup_end is not None:
+            break
+    assert model.q_warmup_end is not None and model.q_warmup_end < 50 and model.q_accuracy_ema >= 0.6
+    resumed = CARNDAModel(copy.deepcopy(opt))  # the training state carries where the warm-up ended
+    resumed.resume_training({
+        'optimizers': [o.state_dict() for o in model.optimizers],
+        'schedulers': [s.state_dict() for s in model.schedulers],
+        **model.extra_training_state()
+    })
+    assert (resumed.q_warmup_end, resumed.q_accuracy_ema) == (model.q_warmup_end, model.q_accuracy_ema)
+
+
+@pytest.mark.parametrize('train, message', [({
+    'q_warmup_iters': -1
+}, 'q_warmup_iters must be an integer >= 0'), ({
+    'q_warmup_iters': 5,
+    'q_warmup_accuracy': 0.4
+}, 'in (0.5, 1]')])
+def test_q_warmup_options_are_checked(train, message):
+    opt = model_options()
+    opt['train'].update(train)
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace('[', r'\[')):
+        CARNDAModel(opt)
+    opt = model_options()
+    del opt['train']['domain_opt'], opt['network_q']
+    opt['train'].update(q_warmup_iters=5, target_opt={'type': 'L1Loss'})
+    with pytest.raises(ValueError, match='it needs train.domain_opt'):
+        CARNDAModel(opt)

@@ -19,6 +19,7 @@ from basicsr.utils import get_root_logger
 from os import path as osp
 from tiny import REPO, TINY_Q, TINY_RDN, model_options, train_options
 
+from carn_da import recipes
 from carn_da.data.image_pairs import BadImageError
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.models.carn_da_model import CARNDAModel
@@ -315,14 +316,16 @@ def assert_same_weights(got, expected):
         assert all(torch.equal(got[net][k], expected[net][k]) for k in expected[net]), net
 
 
-def test_training_killed_between_checkpoints_resumes_exactly(jpeg_dataset, experiment_name, tmp_path):
+@pytest.mark.parametrize('q_warmup', [0, 10])
+def test_training_killed_between_checkpoints_resumes_exactly(jpeg_dataset, experiment_name, tmp_path, q_warmup):
     """16 iterations, checkpoint at 8 (in the middle of an epoch), SIGKILL at 12; resume to 16 with --auto_resume,
     then again from the state of iteration 8 with path.resume_state: both end with the weights of an uninterrupted
-    run."""
+    run. Also with a Q warm-up of 10 iterations, which the checkpoint interrupts."""
     fork = multiprocessing.get_context('fork')
-    names = {run: experiment_name(f'resume_{run}') for run in ('whole', 'killed')}
+    names = {run: experiment_name(f'resume_{run}_warmup{q_warmup}') for run in ('whole', 'killed')}
     opt_paths = {
-        run: str(write_options(train_options(name, jpeg_dataset), tmp_path / f'{run}.yml'))
+        run:
+        str(write_options(recipes.with_q_warmup(train_options(name, jpeg_dataset), q_warmup), tmp_path / f'{run}.yml'))
         for run, name in names.items()
     }
     paused = fork.Event()

@@ -47,12 +47,21 @@ class DomainAdversarialLoss(nn.Module):
         return self.loss_weight * (2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0)
 
     def forward(self, discriminator, feat_source, feat_target, progress=1.0):
-        features = reverse_gradient(torch.cat([feat_source, feat_target]))
-        logits = discriminator(features)
-        labels = torch.full((logits.shape[0], *logits.shape[2:]), SOURCE, dtype=torch.long, device=logits.device)
-        labels[feat_source.shape[0]:] = TARGET
-        cross_entropy = F.cross_entropy(logits, labels)
-        with torch.no_grad():
-            self.accuracy = (logits.argmax(1) == labels).float().mean().item()
+        cross_entropy = self.cross_entropy(discriminator, reverse_gradient(torch.cat([feat_source, feat_target])),
+                                           len(feat_source))
         self.weight = self.lambda_at(progress)
         return self.weight * cross_entropy
+
+    def discriminator_loss(self, discriminator, feat_source, feat_target):
+        """L_Q alone, unweighted and without gradient reversal: Q's loss when it trains on its own (the warm-up of
+        ``CARNDAModel``, on features computed without gradients). Sets ``accuracy`` like a call."""
+        return self.cross_entropy(discriminator, torch.cat([feat_source, feat_target]), len(feat_source))
+
+    def cross_entropy(self, discriminator, features, num_source):
+        """Cross-entropy of Q's domain predictions for ``features`` (the first ``num_source`` from the source)."""
+        logits = discriminator(features)
+        labels = torch.full((logits.shape[0], *logits.shape[2:]), SOURCE, dtype=torch.long, device=logits.device)
+        labels[num_source:] = TARGET
+        with torch.no_grad():
+            self.accuracy = (logits.argmax(1) == labels).float().mean().item()
+        return F.cross_entropy(logits, labels)

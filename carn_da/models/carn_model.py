@@ -110,6 +110,10 @@ class CARNModel(SRModel):
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
+    def extra_training_state(self):
+        """What a subclass adds to the training state to resume exactly (weights-only types)."""
+        return {}
+
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
         """BasicSR's ``save_network`` (``models/<net_label>_<iter | latest>.pth``), written atomically."""
@@ -140,6 +144,7 @@ class CARNModel(SRModel):
                 'iter': current_iter,
                 'optimizers': [o.state_dict() for o in self.optimizers],
                 'schedulers': [s.state_dict() for s in self.schedulers],
-                'rng': rng
+                'rng': rng,
+                **self.extra_training_state()
             }
             save_torch_atomic(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
