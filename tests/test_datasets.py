@@ -421,3 +421,25 @@ def test_source_synthesized_at_the_target_quality_reads_no_target_ground_truth(t
         TwoDomainDataset(dict(opt, synth_probability=0.5))
     with pytest.raises(ValueError, match='in \\[0, 1\\], got 1.5'):
         TwoDomainDataset(dict(both_opt, synth_probability=1.5))
+
+
+@pytest.mark.parametrize('aligned', [False, True])
+def test_grid_aligned_crops_start_on_the_jpeg_grid(tmp_path, aligned):
+    """grid_aligned: source and target crops start at multiples of 8, where the JPEG blocks of a whole file start
+    (BasicSR's random crop: anywhere)."""
+    gts = write_pairs(tmp_path, ['a', 'b'])
+    (tmp_path / 'target').mkdir()
+    target = noise(80, 96, 7)
+    cv2.imwrite(str(tmp_path / 'target' / 't.png'), target)  # lossless: crops are found in it exactly
+    dataset = TwoDomainDataset(two_domain_opt(tmp_path, tmp_path / 'target', gt_size=32, grid_aligned=aligned))
+    random.seed(0)
+    positions = {'source': set(), 'target': set()}
+    for i in range(40):
+        item = dataset[i % 2]
+        stem = item['gt_path'].rsplit('/', 1)[-1][:-len('.png')]
+        positions['source'] |= set(window_position(gts[stem], as_uint8(item['gt'])))
+        positions['target'] |= set(window_position(target, as_uint8(item['lq_target'])))
+    for found in positions.values():
+        assert len(found) > 5 and all(top % 8 == 0 and left % 8 == 0 for top, left in found) == aligned
+    with pytest.raises(ValueError, match='gt_size .36. must be a multiple of 8'):
+        TwoDomainDataset(two_domain_opt(tmp_path, tmp_path / 'target', gt_size=36, grid_aligned=True))

@@ -194,18 +194,22 @@ def check_patch_fits(size, patch_size, path):
         raise ValueError(f'Patch {patch_size}x{patch_size} is larger than image {path} ({h}x{w}).')
 
 
-def paired_crop(img_lq, img_gt, patch_size, gt_path):
-    """The same random ``patch_size`` square of an LQ and GT image of equal size (see ``check_same_size``)."""
-    check_patch_fits(img_gt.shape, patch_size, gt_path)
-    img_gt, img_lq = paired_random_crop(img_gt, img_lq, patch_size, 1, gt_path)
-    return img_lq, img_gt
+def paired_crop(img_lq, img_gt, patch_size, gt_path, grid=1):
+    """The same random ``patch_size`` square of an LQ and GT image of equal size (see ``check_same_size``), at a
+    multiple of ``grid`` (8: on the JPEG block grid of a whole JPEG) from the top-left corner."""
+    if grid == 1:
+        check_patch_fits(img_gt.shape, patch_size, gt_path)
+        img_gt, img_lq = paired_random_crop(img_gt, img_lq, patch_size, 1, gt_path)
+        return img_lq, img_gt
+    top, left = random_window(img_gt.shape, patch_size, gt_path, grid)
+    return (img[top:top + patch_size, left:left + patch_size] for img in (img_lq, img_gt))
 
 
-def random_window(shape, patch_size, path):
-    """(top, left) of a random ``patch_size`` square in an image of ``shape`` (ValueError naming ``path`` if it
-    does not fit)."""
+def random_window(shape, patch_size, path, grid=1):
+    """(top, left), multiples of ``grid``, of a random ``patch_size`` square in an image of ``shape`` (ValueError
+    naming ``path`` if it does not fit)."""
     check_patch_fits(shape, patch_size, path)
-    return random.randint(0, shape[0] - patch_size), random.randint(0, shape[1] - patch_size)
+    return tuple(random.randint(0, (side - patch_size) // grid) * grid for side in shape[:2])
 
 
 def augment(imgs, hflip=True, rotation=True):

@@ -38,6 +38,10 @@ class JPEGPairedDataset(data.Dataset):
             use_hflip (bool): Random horizontal flips in training. Default: False.
             use_rot (bool): Random vertical flips and 90-degree rotations in training. Default: False.
             color (str): ``gray`` (1 channel, default) or ``rgb`` (3 channels).
+            grid_aligned (bool): Crop at multiples of 8 from the top-left corner, on the 8x8 block grid of the JPEGs
+                (of whole files as coded, and of JPEGs made on the fly), so that every crop's blocks sit where
+                the network sees them at test time on a whole JPEG; ``gt_size`` must be a multiple of 8 (flips and
+                rotations keep the crop on the grid). Default: False (BasicSR's random crop, at any offset).
             skip_bad_images (bool): Skip an image that cannot be read or decoded (when the dataset is built, or later
                 when it is read: then the next pair is used) with a warning naming it, instead of raising
                 BadImageError. Default: False.
@@ -51,6 +55,10 @@ class JPEGPairedDataset(data.Dataset):
         self.opt = opt
         self.color = check_color(opt.get('color', 'gray'))
         self.gt_size = opt.get('gt_size', 64)
+        self.grid = 8 if opt.get('grid_aligned', False) else 1
+        if self.gt_size % self.grid:
+            raise ValueError(f'grid_aligned: gt_size ({self.gt_size}) must be a multiple of 8, so that flips and '
+                             'rotations keep the crops on the JPEG grid.')
         self.use_hflip, self.use_rot = opt.get('use_hflip', False), opt.get('use_rot', False)
         self.skip_bad_images = opt.get('skip_bad_images', False)
         self.io_backend_opt = opt.get('io_backend', {'type': 'disk'})
@@ -181,7 +189,7 @@ class JPEGPairedDataset(data.Dataset):
             img_lq = read_image(self.file_client, lq_path, pair['lq_client'], self.color)
             check_same_size(img_lq, img_gt, lq_path, gt_path)
         if self.opt['phase'] == 'train':
-            img_lq, img_gt = paired_crop(img_lq, img_gt, self.gt_size, gt_path)
+            img_lq, img_gt = paired_crop(img_lq, img_gt, self.gt_size, gt_path, self.grid)
             img_lq, img_gt = augment([img_lq, img_gt], self.use_hflip, self.use_rot)
         return img_lq, img_gt, lq_path, gt_path
 

@@ -15,8 +15,9 @@ class TwoDomainDataset(JPEGPairedDataset):
 
     Each item is a source pair exactly as in ``JPEGPairedDataset`` plus one target image drawn independently of it:
     in training a random target image (python's ``random``, which BasicSR seeds per worker), cropped at its own
-    random place to ``gt_size`` and augmented on its own; in other phases target ``index % num_target``, whole.
-    The target root is only listed and read: it needs no ground truth, and none is ever paired or read for it.
+    random place to ``gt_size`` (on its 8x8 grid with ``grid_aligned``, like the source) and augmented on its own;
+    in other phases target ``index % num_target``, whole. The target root is only listed and read: it needs no
+    ground truth, and none is ever paired or read for it.
     Target images are checked like the source when the dataset is built (readable header; in training, at least
     ``gt_size``); with ``skip_bad_images`` a target that cannot be read is dropped from the list with a warning.
 
@@ -145,7 +146,7 @@ class TwoDomainDataset(JPEGPairedDataset):
         item = self.pair_item(index, quality if synthesize else None)
         top = left = 0
         if self.opt['phase'] == 'train':
-            top, left = random_window(img.shape, self.gt_size, target_path)
+            top, left = random_window(img.shape, self.gt_size, target_path, self.grid)
             img = img[top:top + self.gt_size, left:left + self.gt_size]
         imgs = list(self.self_supervision_pair(img, quality, top, left)) if self.self_supervision else [img]
         if self.opt['phase'] == 'train':
