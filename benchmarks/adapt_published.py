@@ -24,7 +24,6 @@ import carn_da.compat  # noqa: F401
 
 import argparse
 import cv2
-import subprocess
 import glob
 import json
 import math
@@ -32,6 +31,7 @@ import numpy as np
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 import torch
