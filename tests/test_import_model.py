@@ -128,9 +128,8 @@ def test_import_matches_a_hand_computation(tmp_path, writer, capsys):
 
 
 @pytest.mark.parametrize(
-    'change, message',
-    [
-        (lambda ls: ls.insert(2, {'name': 'p1', 'type': 'pool'}), 'layer 3 (p1, pool)'),
+    'change, message', [
+        (lambda ls: ls.insert(2, dict(name='p1', type='pool')), 'layer 3 (p1, pool)'),
         (lambda ls: ls[2]['weights'].__setitem__(0, np.ones((5, 5, 2, 2))), 'layer 3 (c2, conv): filters of shape'),
         (lambda ls: ls[2].update(stride=2.), 'layer 3 (c2, conv): stride [2.0]'),
         (lambda ls: ls[1].update(leak=0.1), 'layer 2 (r1, relu): a leaky ReLU'),

@@ -72,10 +72,10 @@ def test_a_fallback_expert_takes_every_quality_no_expert_is_made_for():
     """A blind source beside an expert adapted to a QF-30 pile: the expert gets images within reach (2) of QF 30,
     the fallback everything else, whatever is nearer."""
     tiny = {'type': 'RDN', 'num_in_ch': 1, 'num_out_ch': 1, 'num_feat': 8, 'num_block': 1, 'num_layer': 1, 'growth': 4}
-    routed = QualityRoutedCARN([{'network': tiny, 'qualities': [30]}, {'network': tiny, 'fallback': True}])
+    expert, fallback = dict(network=tiny, qualities=[30]), dict(network=tiny, fallback=True)
+    routed = QualityRoutedCARN([expert, fallback])
     assert [routed.route(q) for q in (10, 27, 28, 30, 32, 33, 90)] == [1, 1, 0, 0, 0, 1, 1]
-    assert [QualityRoutedCARN([{'network': tiny, 'qualities': [30]}], reach=0).route(q) for q in (10, 90)] == [0, 0]
-    for experts in ([{'network': tiny, 'fallback': True}], [{'network': tiny, 'qualities': [30], 'fallback': True}],
-                    [{'network': tiny, 'fallback': True}, {'network': tiny, 'fallback': True}]):
+    assert [QualityRoutedCARN([expert], reach=0).route(q) for q in (10, 90)] == [0, 0]
+    for experts in ([fallback], [dict(expert, fallback=True)], [fallback, fallback]):
         with pytest.raises(ValueError, match='fallback'):
             QualityRoutedCARN(experts)
