@@ -1,0 +1,199 @@
+import carn_da.compat  # noqa: F401
+
+import cv2
+import io
+import numpy as np
+import pytest
+from conftest import SHARED_DATASETS, textured_image
+from os import path as osp
+from PIL import Image, UnidentifiedImageError
+
+from carn_da.utils.jpeg import (QualityReading, decode_luma, estimate_grid_and_quality, estimate_quality,
+                                ijg_luminance_table, jpeg_compress, jpeg_encode, read_jpeg_quality, read_quality,
+                                to_gray)
+
+UNKNOWN = (None, None, None)
+
+
+def saturated_color(seed, height=96, width=120):
+    """A BGR image of saturated colours: its BGR decoding clips, so that converting it to gray loses the luma plane."""
+    gray = textured_image(np.random.default_rng(seed), height, width)
+    return np.stack([gray, 255 - gray, np.zeros_like(gray)], axis=2)
+
+
+def decode(data, flags=cv2.IMREAD_UNCHANGED):
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
+def reading(result):
+    return result.quality, result.offset, result.source
+
+
+def png_bytes(img):
+    return cv2.imencode('.png', img)[1].tobytes()
+
+
+def test_decode_luma_is_libjpegs_y_plane(tmp_path):
+    color = saturated_color(0)
+    data = jpeg_encode(color, 10)
+    luma = decode_luma(data)
+    assert luma.dtype == np.uint8 and luma.shape == color.shape[:2]
+    assert np.array_equal(luma, decode(data, cv2.IMREAD_GRAYSCALE))  # libjpeg's Y output, no colour conversion
+    # the round trip through BGR clips: its gray is another image, whose quantisation no longer shows
+    assert (to_gray(decode(data)) != luma).mean() > 0.1
+    assert estimate_quality(luma) == 10 and estimate_quality(to_gray(decode(data))) > 90
+    path = tmp_path / 'color.jpg'
+    path.write_bytes(data)
+    assert np.array_equal(decode_luma(str(path)), luma)
+    gray = textured_image(np.random.default_rng(1), 40, 48)
+    assert np.array_equal(decode_luma(jpeg_encode(gray, 50)), jpeg_compress(gray, 50))
+    assert np.array_equal(decode_luma(png_bytes(color)), to_gray(color))  # other formats: their gray conversion
+    assert np.array_equal(decode_luma(png_bytes(gray)), gray)
+
+
+@pytest.mark.parametrize('quality', (10, 30, 70))
+def test_color_jpegs_are_read_exactly_via_the_luma_plane(tmp_path, quality):
+    path = tmp_path / 'color.jpg'
+    assert cv2.imwrite(str(path), saturated_color(quality), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert read_jpeg_quality(str(path)) == QualityReading(quality, (0, 0), 'header', quality, quality, None)
+    assert reading(estimate_grid_and_quality(decode_luma(str(path)))) == (quality, (0, 0), 'pixels')
+
+
+def test_crops_at_all_64_offsets():
+    img = textured_image(np.random.default_rng(2), 103, 127)
+    decoded = jpeg_compress(img, 50)
+    for dy in range(8):
+        for dx in range(8):
+            assert reading(estimate_grid_and_quality(decoded[dy:dy + 96, dx:dx + 120])) == (50, (dy, dx), 'pixels')
+    for quality in (10, 30, 70, 90, 95):
+        decoded = jpeg_compress(img, quality)
+        for dy, dx in ((3, 5), (7, 1), (0, 4)):
+            assert reading(estimate_grid_and_quality(decoded[dy:, dx:])) == (quality, (dy, dx), 'pixels')
+    assert estimate_quality(decoded[3:, 5:]) == 100  # the estimator alone assumes the grid at the top-left pixel
+    # QF 97's DC step is 1 (no grid evidence): the grid of an uncropped JPEG is tried
+    assert reading(estimate_grid_and_quality(jpeg_compress(img, 97))) == (97, (0, 0), 'pixels')
+
+
+def test_the_grid_of_a_mostly_smooth_image_comes_from_its_few_textured_blocks():
+    img = (90 + 20 * np.arange(168) / 168).astype(np.uint8)[None].repeat(136, axis=0)  # flat blocks but for rounding
+    img[40:64, 50:74] = textured_image(np.random.default_rng(8), 24, 24)
+    assert reading(estimate_grid_and_quality(jpeg_compress(img, 30)[3:, 5:])) == (30, (3, 5), 'pixels')
+
+
+def test_a_png_of_a_decoded_jpeg_is_read_from_its_pixels():
+    decoded = jpeg_compress(textured_image(np.random.default_rng(3), 96, 120), 30)
+    assert read_jpeg_quality(png_bytes(decoded)) == QualityReading(30, (0, 0), 'pixels', None, 30, None)
+    assert reading(read_jpeg_quality(png_bytes(decoded[2:, 6:]))) == (30, (2, 6), 'pixels')
+    turned = np.ascontiguousarray(np.rot90(decoded))  # EXIF orientation applied: the table is transposed
+    assert estimate_grid_and_quality(turned).quality == 30
+    assert estimate_grid_and_quality(decoded[:, :, None], qualities=[10, 30, 50]).quality == 30
+
+
+def test_resized_and_never_compressed_images_are_unknown():
+    img = textured_image(np.random.default_rng(4), 128, 160)
+    for quality in (10, 50, 90):
+        decoded = jpeg_compress(img, quality)
+        for interpolation in (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC):
+            resized = cv2.resize(decoded, None, fx=0.75, fy=0.75, interpolation=interpolation)
+            result = estimate_grid_and_quality(resized)
+            assert reading(result) == UNKNOWN and 'no JPEG grid' in result.reason
+    for never in (img, np.full((64, 64), 128, np.uint8), img[:16, :16], img[:8, :9]):
+        result = estimate_grid_and_quality(never)
+        assert reading(result) == UNKNOWN and result.pixel_quality is None and result.reason
+    assert estimate_quality(img) == 100  # what the estimator alone says
+    assert reading(read_jpeg_quality(png_bytes(img))) == UNKNOWN
+
+
+def test_a_jpeg_resaved_finer_reports_the_disagreement_and_uses_the_coarser_pixels():
+    img = textured_image(np.random.default_rng(5), 96, 120)
+    data = jpeg_encode(jpeg_compress(img, 30), 90)
+    assert read_quality(data) == 90
+    result = read_jpeg_quality(data)
+    assert (result.quality, result.source, result.header_quality, result.pixel_quality) == (30, 'pixels', 90, 30)
+    assert '90' in result.reason and '30' in result.reason
+
+
+def test_the_header_is_used_when_it_is_coarser_or_the_pixels_show_nothing():
+    img = textured_image(np.random.default_rng(6), 96, 120)
+    # another encoder's table: libjpeg's QF 70 steps at low frequencies, 255 at high ones; nearest IJG table: QF 11
+    table = ijg_luminance_table(70).reshape(8, 8)
+    table[np.add.outer(np.arange(8), np.arange(8)) >= 6] = 255
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, 'JPEG', qtables=[table.ravel().tolist()])
+    result = read_jpeg_quality(buf.getvalue())
+    assert result.header_quality < result.pixel_quality
+    assert reading(result) == (result.header_quality, (0, 0), 'header') and result.reason
+    # QF 100 quantises nothing (steps of 1): the pixels do not show it
+    result = read_jpeg_quality(jpeg_encode(img, 100))
+    assert reading(result) == (100, (0, 0), 'header') and result.pixel_quality is None and 'header' in result.reason
+
+
+def test_bad_inputs():
+    img = textured_image(np.random.default_rng(7), 32, 32)
+    for bad in (img.astype(np.float32), img[:7], np.stack([img] * 3, axis=2)):
+        with pytest.raises(ValueError):
+            estimate_grid_and_quality(bad)
+    for qualities in ([], [0, 50], [101]):
+        with pytest.raises(ValueError):
+            estimate_grid_and_quality(img, qualities)
+    with pytest.raises(ValueError, match='8-bit'):
+        read_jpeg_quality(png_bytes(img.astype(np.uint16) * 256))
+    with pytest.raises(UnidentifiedImageError):
+        read_jpeg_quality(b'not an image')
+
+
+REAL_NAMES = ('BSD68/test003.png', 'BSD68/test042.png', 'Set12/01.png', 'Classic5/3.bmp')
+REAL_IMAGES = [osp.join(SHARED_DATASETS, name) for name in REAL_NAMES]
+HAVE_REAL_IMAGES = all(osp.isfile(path) for path in REAL_IMAGES)
+needs_real_images = pytest.mark.skipif(
+    not HAVE_REAL_IMAGES, reason=f'the BSD68, Set12 and Classic5 images are not in {SHARED_DATASETS}')
+
+
+@needs_real_images
+@pytest.mark.parametrize('path', REAL_IMAGES, ids=osp.basename)
+def test_real_crops_and_resized_images(path):
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    for quality, (dy, dx) in ((10, (3, 5)), (50, (1, 0)), (90, (6, 7)), (95, (0, 0))):
+        decoded = jpeg_compress(img, quality)
+        assert reading(estimate_grid_and_quality(decoded[dy:, dx:])) == (quality, (dy, dx), 'pixels')
+        resized = cv2.resize(decoded, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+        assert reading(estimate_grid_and_quality(resized)) == UNKNOWN
+
+
+@needs_real_images
+def test_real_never_compressed_images_are_unknown_but_bsd68_shows_its_jpeg_past():
+    for name, (top, left) in (('Set12/01.png', (0, 123)), ('Classic5/3.bmp', (0, 164))):
+        img = cv2.imread(osp.join(SHARED_DATASETS, name), cv2.IMREAD_GRAYSCALE)
+        assert reading(estimate_grid_and_quality(img)) == UNKNOWN
+        # one smooth block can fit a table by chance: these fit QF 99 by 4 to 5 nats, short of the 10 required
+        assert estimate_quality(img[top:top + 8, left:left + 8]) == 99
+        assert reading(estimate_grid_and_quality(img[top:top + 8, left:left + 8])) == UNKNOWN
+    # BSD68's ground truths are gray conversions of the BSDS JPEGs: their luma still shows QF 95 on the original grid
+    img = cv2.imread(osp.join(SHARED_DATASETS, 'BSD68/test003.png'), cv2.IMREAD_GRAYSCALE)
+    assert reading(estimate_grid_and_quality(img)) == (95, (0, 0), 'pixels')
+
+
+def skimage_photo(name):
+    data = pytest.importorskip('skimage.data')
+    try:
+        return np.ascontiguousarray(getattr(data, name)()[..., ::-1])
+    except Exception as error:  # pragma: no cover (a skimage without its bundled images)
+        pytest.skip(f'skimage.data.{name} cannot be loaded: {error}')
+
+
+def test_resized_photos_with_a_faint_lattice_are_unknown():
+    retina = skimage_photo('retina')  # its dark, smooth background keeps a faint lattice through resizing
+    # QF 99 fits by 0.16 nats per block (over 600 in all) on the grid at the top-left pixel: too little per block
+    resized = cv2.resize(decode_luma(jpeg_encode(retina, 30)), None, fx=0.6, fy=0.6, interpolation=cv2.INTER_CUBIC)
+    assert estimate_quality(resized) == 99 and reading(estimate_grid_and_quality(resized)) == UNKNOWN
+    # and by 0.38 on another grid, which the DC lattice did not locate (QF 99's DC step is 1)
+    resized = cv2.resize(decode_luma(jpeg_encode(retina, 70)), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    assert reading(estimate_grid_and_quality(resized)) == UNKNOWN
+
+
+@pytest.mark.parametrize('name', ('astronaut', 'coffee'))
+def test_real_color_photos_via_the_luma_plane(name):
+    bgr = skimage_photo(name)
+    for quality in (10, 30, 70):
+        result = read_jpeg_quality(jpeg_encode(bgr, quality))
+        assert result == QualityReading(quality, (0, 0), 'header', quality, quality, None)
