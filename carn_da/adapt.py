@@ -35,9 +35,9 @@ one, so that nothing is lost at the source quality. Without ``--source-lq`` (or 
 PNGs) the source model is the routed model's fallback: images at your JPEGs' qualities (within 2) go to the adapted
 model, every other image to the source model, which keeps a blind source's range.
 
-Before anything is built, the source JPEGs must pair with the ground truths by relative path without extension
-(LMDBs: by their ``meta_info.txt`` keys), for both recipes. The report gives the JPEG quality histograms of both image
-sets (read from their quantisation tables; a target that does not decode, e.g. a truncated file, is named and left
+Before anything is built, the source JPEGs (when given) must pair with the ground truths by relative path without
+extension (LMDBs: by their ``meta_info.txt`` keys), whatever the recipe. The report gives the JPEG quality histograms
+of both image sets (read from their quantisation tables; a target that does not decode, e.g. a truncated file, is named and left
 out of the counts, the measurements and the training) and, on the target images, indicators that need no ground
 truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the luma, in 8-bit squared units; lower is less
 blocky, but blurring lowers it too) of the JPEGs and of the outputs of the source and adapted models, and the
@@ -93,8 +93,8 @@ def io_backend(root):
 def check_source_pairs(args):
     """Every source JPEG pairs with a ground truth by relative path without extension (LMDBs: by the keys of their
     ``meta_info.txt``), and every ground truth with a JPEG, as JPEGPairedDataset pairs them; UserError naming the
-    unpaired files. Both recipes check: the recommended one trains on the ground truths alone (compressed at the
-    targets' qualities) but takes the source quality of the routed model from the JPEGs."""
+    unpaired files. Every recipe checks: the recommended and expert ones train on the ground truths alone (compressed
+    at the targets' qualities) but take the source quality of the routed model from the JPEGs."""
     backends = {option: io_backend(getattr(args, option))['type'] for option in ('source_gt', 'source_lq')}
     if len(set(backends.values())) > 1:
         raise UserError(f'--source-gt ({backends["source_gt"]}) and --source-lq ({backends["source_lq"]}) must be '
