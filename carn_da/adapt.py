@@ -39,8 +39,8 @@ Before anything is built, the source JPEGs (when given) must pair with the groun
 extension (LMDBs: by their ``meta_info.txt`` keys), whatever the recipe. The report gives the JPEG quality histograms
 of both image sets (read from their quantisation tables; a target that does not decode, e.g. a truncated file, is
 named and left out of the counts, the measurements and the training) and, on the target images, indicators that need
-no ground truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the luma, in 8-bit squared units; lower is less
-blocky, but blurring lowers it too) of the JPEGs and of the outputs of the source and adapted models, and the
+no ground truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the luma, in 8-bit squared units; lower
+is less blocky, but blurring lowers it too) of the JPEGs and of the outputs of the source and adapted models, and the
 discriminator's accuracy over training (near 0.5 once it cannot tell the domains apart). With ``--target-gt``
 (ground truths of some target images, paired by relative path without extension, never given to the training):
 PSNR, PSNR-B and SSIM before and after, on luma for a 1-channel model.
