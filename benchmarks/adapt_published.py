@@ -151,15 +151,18 @@ def scores(checkpoint, options, pile, gts, every=1):
     model = None if checkpoint is None else f'{osp.abspath(checkpoint)}@{osp.getmtime(checkpoint)}'
     key = json.dumps([model, osp.abspath(options) if model else None, osp.basename(pile), images])
     cache_path = osp.join(osp.dirname(pile), 'scores_cache.json')
-    if key not in read_json(cache_path):
-        net = None if checkpoint is None else load_model(checkpoint, options)[0]
-        rows = []
-        for stem, gt in gts[::every]:
-            lq = cv2.imread(osp.join(pile, f'{stem}.jpg'), cv2.IMREAD_GRAYSCALE)
-            rows.append(image_scores(lq if net is None else restore(net, lq), gt))
-        cache = dict(read_json(cache_path), **{key: dict(mean_scores(rows), images=len(rows))})  # others may add too
-        write_atomic(cache_path, json.dumps(cache, indent=0).encode())
-    return read_json(cache_path)[key]
+    cached = read_json(cache_path).get(key)
+    if cached is not None:
+        return cached
+    net = None if checkpoint is None else load_model(checkpoint, options)[0]
+    rows = []
+    for stem, gt in gts[::every]:
+        lq = cv2.imread(osp.join(pile, f'{stem}.jpg'), cv2.IMREAD_GRAYSCALE)
+        rows.append(image_scores(lq if net is None else restore(net, lq), gt))
+    result = dict(mean_scores(rows), images=len(rows))
+    cache = dict(read_json(cache_path), **{key: result})  # read again: another run may have added scores
+    write_atomic(cache_path, json.dumps(cache, indent=0).encode())
+    return result
 
 
 def read_json(path):

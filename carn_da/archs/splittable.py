@@ -35,8 +35,12 @@ class SplittableCARN(nn.Module):
         Returns:
             tuple: (restored source batch, Q's input for the source, Q's input for the target).
         """
-        feat_source, feat_target = self.split_batch(self.extract(torch.cat([x, x_target])), [len(x), len(x_target)])
+        feat_source, feat_target = self.extract_domains(x, x_target)
         return self.restore(feat_source, x), self.quality_feature(feat_source), self.quality_feature(feat_target)
+
+    def extract_domains(self, x, x_target):
+        """F's features of the source batch ``x`` and of the target batch ``x_target``, from one pass of F."""
+        return self.split_batch(self.extract(torch.cat([x, x_target])), [len(x), len(x_target)])
 
     @staticmethod
     def quality_feature(features):

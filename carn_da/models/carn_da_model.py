@@ -107,10 +107,7 @@ class CARNDAModel(CARNModel):
         """One warm-up step: Q alone learns to tell F's source features from its target features."""
         bare = self.get_bare_model(self.net_g)
         with torch.no_grad():
-            features = bare.extract(torch.cat([self.lq, self.lq_target]))
-            feat_source, feat_target = (
-                bare.quality_feature(f)
-                for f in bare.split_batch(features, [len(self.lq), len(self.lq_target)]))
+            feat_source, feat_target = map(bare.quality_feature, bare.extract_domains(self.lq, self.lq_target))
         self.optimizer_q.zero_grad()
         loss_dict = {'l_q_warmup': self.cri_domain.discriminator_loss(self.net_q, feat_source, feat_target)}
         check_finite(loss_dict, current_iter)
