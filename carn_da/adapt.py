@@ -29,15 +29,18 @@ it, the training runs in the current folder (``./experiments/<name>``, ``./tb_lo
 report go to ``./results/<name>``. Resume or extend a run with ``carn-da adapt ... --resume`` or as the report says.
 The adapted model is ``experiments/<name>/models/net_g_latest.pth``; restore with it by ``carn-da restore --model
 <it> --opt <name>.yml`` (or the source model's option file). ``routed.yml`` and ``net_g_routed.pth`` join it with the
-source model (``QualityRoutedCARN``, as ``carn-da route`` does): each image goes to the source model if its quality,
-estimated from its pixels, is nearest the source JPEGs' (read from ``--source-lq``'s files), else to the adapted
-one, so that nothing is lost at the source quality. Without ``--source-lq`` (or when its quality is unknown: an LMDB,
-PNGs) the source model is the routed model's fallback: images at your JPEGs' qualities (within 2) go to the adapted
-model, every other image to the source model, which keeps a blind source's range.
+source model (``QualityRoutedCARN``, as ``carn-da route`` does): each image goes to the source model if its quality
+(read from the file as ``carn-da restore`` reads it) is within 2 of the source JPEGs' (read from ``--source-lq``'s
+files), to the adapted one if within 2 of your JPEGs', and passes unchanged otherwise (an unknown quality, or one
+neither model is made for: the report names the qualities each serves), so that nothing is lost at the source
+quality. Without ``--source-lq`` (or when its quality is unknown: an LMDB, PNGs of never-compressed images) the
+source model is the routed model's fallback: images at your JPEGs' qualities go to the adapted model, every other
+image to the source model, which keeps a blind source's range.
 
 Before anything is built, the source JPEGs (when given) must pair with the ground truths by relative path without
 extension (LMDBs: by their ``meta_info.txt`` keys), whatever the recipe. The report gives the JPEG quality histograms
-of both image sets (read from their quantisation tables; a target that does not decode, e.g. a truncated file, is
+of both image sets (each file's quantisation table checked against its pixels, or the pixels of other images:
+``carn_da.utils.jpeg.read_jpeg_quality``; a target that does not decode, e.g. a truncated file, is
 named and left out of the counts, the measurements and the training) and, on the target images, indicators that need
 no ground truth: the mean blocking-effect factor (BEF, Yim & Bovik 2011; of the luma, in 8-bit squared units; lower
 is less blocky, but blurring lowers it too) of the JPEGs and of the outputs of the source and adapted models, and the
@@ -70,9 +73,9 @@ from carn_da.utils.cli import add_inference_arguments, check_inference_arguments
 from carn_da.utils.device import choose_device
 from carn_da.utils.errors import BadInput, UserError
 from carn_da.utils.files import load_options, save_torch_atomic, write_atomic, write_options
-from carn_da.utils.images import decode, read_input
+from carn_da.utils.images import decode, decode_ycbcr, read_input
 from carn_da.utils.inference import Restorer
-from carn_da.utils.jpeg import estimate_quality, quality_histogram, read_quality, to_gray
+from carn_da.utils.jpeg import quality_histogram, to_gray
 from carn_da.utils.logs import logged_values
 from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, markdown_table, mean_scores
 
@@ -204,7 +207,7 @@ def check_dataset(train_opt, iters):
 
 
 def histogram_text(histogram):
-    return ', '.join(f'QF {q}: {n}' if q is not None else f'not JPEG: {n}' for q, n in histogram.items())
+    return ', '.join(f'QF {q}: {n}' if q is not None else f'unknown: {n}' for q, n in histogram.items())
 
 
 def load_ground_truths(gt_dir, targets):
@@ -250,12 +253,13 @@ def measure(label, restorer, targets, stems, gts, channels):
     befs, rows = [], []
     for stem in tqdm(list(stems), desc=label, unit='img', file=sys.stderr):
         try:
-            img, _ = decode(read_input(targets[stem]))
+            data = read_input(targets[stem])
+            img, _ = decode(data)
         except BadInput as error:
             tqdm.write(f'skipping target {targets[stem]}: {error}', file=sys.stderr)
             stems.remove(stem)
             continue
-        out = img if restorer is None else restorer(img)
+        out = img if restorer is None else restorer(img, decode_ycbcr(data) if img.ndim == 3 else None)
         luma = to_gray(out)
         if min(luma.shape) >= 8 and max(luma.shape) >= 16:
             befs.append(blocking_effect_factor(luma))
@@ -288,9 +292,11 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
     checkpoint, resume = shown(latest_generator(args.name, args.root)), shown(opt_path, args.root)
     opt_path = shown(opt_path)
     source_qfs, target_qfs = (qfs and ', '.join(map(str, qfs)) for qfs in routed['experts'])
-    experts = (f'the source model for QF {source_qfs}, the adapted one for QF {target_qfs}'
-               if source_qfs else f'the adapted model for QF {target_qfs}, the source model for every other quality')
-    routing = (f'Routed model ({experts}, chosen per image from its pixels; it forgets nothing at the source '
+    experts = (f'the source model for QF {source_qfs} and the adapted one for QF {target_qfs} (each within 2); '
+               'images of any other or an unknown quality pass unchanged: no blind model is in the set'
+               if source_qfs else f'the adapted model for QF {target_qfs} (within 2), the source model for every other '
+               'or an unknown quality')
+    routing = (f'Routed model ({experts}; quality read per image from the file; it forgets nothing at the source '
                f'quality): `carn-da restore INPUT -o OUTDIR --model {shown(routed["checkpoint"])} --opt '
                f'{shown(routed["options"])}`  ')
     lines = [
@@ -439,14 +445,10 @@ def quality_histograms(args, targets):
 def write_routed_model(args, histograms, targets):
     """Write ``--out``/``routed.yml`` and ``net_g_routed.pth``: the source model for the source JPEGs' qualities (or,
     when they are unknown, as the fallback for every quality but the targets') and the adapted one for the targets'
-    (QualityRoutedCARN, as ``carn-da route`` does). Returns {'options', 'checkpoint', 'experts': [source qualities or
-    None, target qualities]}."""
+    (QualityRoutedCARN, as ``carn-da route`` does; qualities as :func:`carn_da.utils.jpeg.file_quality` reads them).
+    Returns {'options', 'checkpoint', 'experts': [source qualities or None, target qualities]}."""
     source_qfs = sorted(q for q in histograms.get('source', (None, {}))[1] if q is not None) or None
     target_qfs = {q for q in histograms['target'][1] if q is not None}
-    target_qfs |= {
-        estimate_quality(to_gray(decode(read_input(path))[0]))
-        for path in targets.values() if read_quality(path) is None
-    }
     adapted = latest_generator(args.name, args.root)
     network = recipes.routed_pair([(network_options(args.opt), source_qfs),
                                    (network_options(args.opt), sorted(target_qfs))])

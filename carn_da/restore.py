@@ -8,11 +8,19 @@
 file works as is); the checkpoint is BasicSR's (``params_ema`` if present, else ``params``) or a bare state dict,
 loaded with ``torch.load(weights_only=True)``: a checkpoint holding pickled Python objects is refused.
 
-Grayscale and colour: a 1-channel model restores a colour image on the Y channel of YCbCr (BT.601 full range, the
-YCbCr of JPEG, converted with OpenCV) and keeps Cb and Cr; a 3-channel model restores colour as it was trained
-(BGR files as RGB) and a gray image as gray replicated to RGB, then converted back. An alpha channel is kept.
+Grayscale and colour: a 1-channel model restores a colour image on the Y channel of YCbCr and keeps Cb and Cr: for
+a colour JPEG, the Y, Cb and Cr planes as libjpeg decodes them (the Y the JPEG quantised, not a luma recomputed from
+RGB), for other images OpenCV's BT.601 full-range YCbCr (that of JPEG). A 3-channel model restores colour as it was
+trained (BGR files as RGB) and a gray image as gray replicated to RGB, then converted back. An alpha channel is kept.
 Pixels are restored in the order the file stores them (where JPEG's 8x8 blocks lie); an EXIF orientation is then
 applied, so outputs look as viewers show the inputs.
+
+A routed model (``carn-da route``, ``carn-da adapt``) sends each image to the expert for the JPEG quality that shaped
+its artifacts, read from the file (``read_jpeg_quality``: a JPEG's header checked against its luma plane, the coarser
+quality winning when they disagree; the 64 grid offsets searched, so crops off the grid read right); an image of
+unknown quality (resized, never compressed) or of a quality no expert is made for goes to the routed model's
+fallback, or passes unchanged if it has none. Each image's reading and expert are printed; ``--report`` writes them
+(and every image's status) as CSV.
 
 Outputs: OUTDIR/<relative folder>/<stem>.png (``--ext``), mirroring a folder INPUT; OUTDIR must differ from a
 folder INPUT. Existing outputs are skipped unless ``--overwrite`` (stdin's output must not exist without it). Each
@@ -23,12 +31,15 @@ skipped. Exit code: 0, 1 if any image failed, 2 for a usage error (nothing is re
 """
 import carn_da.compat  # noqa: F401
 
+import csv
 import fnmatch
+import io
 import numpy as np
 import os
 import sys
 import torch
 from os import path as osp
+from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
 from carn_da.data.image_pairs import scan_images
@@ -36,9 +47,10 @@ from carn_da.utils.checkpoint import load_model
 from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
 from carn_da.utils.device import choose_device, choose_dtype
 from carn_da.utils.errors import BadInput, UserError
-from carn_da.utils.files import check_output_folder, file_id, file_ids, write_atomic
-from carn_da.utils.images import ORIENT, STDIN, decode, encode, read_input
+from carn_da.utils.files import check_output_folder, check_outputs_spare_inputs, file_id, file_ids, write_atomic
+from carn_da.utils.images import ORIENT, STDIN, decode, decode_ycbcr, encode, read_input
 from carn_da.utils.inference import Restorer
+from carn_da.utils.jpeg import QualityReading, estimate_grid_and_quality, read_jpeg_quality, to_gray
 
 
 def list_inputs(source, pattern, out_dir):
@@ -76,19 +88,63 @@ def list_inputs(source, pattern, out_dir):
     return kept
 
 
-def restore_files(restorer, inputs, out_dir, ext='png', overwrite=False):
-    """Restore every input and write it under ``out_dir``; failures are reported on stderr as they happen.
+REPORT_COLUMNS = ('input', 'output', 'status', 'quality', 'source', 'header_quality', 'pixel_quality', 'grid_offset',
+                  'restored_by', 'note')
+
+
+def quality_reading(data, img):
+    """Which JPEG quality and grid shaped an input's artifacts (``read_jpeg_quality`` of its bytes: a JPEG's header
+    checked against its luma plane as stored), from the luma of its decoded pixels if Pillow cannot open it."""
+    try:
+        return read_jpeg_quality(data)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return estimate_grid_and_quality(to_gray(img)) if min(img.shape[:2]) >= 8 else QualityReading(
+            None, None, None, reason='smaller than one 8x8 block')
+
+
+def restore_file(restorer, path, out_path, ext, reading_needed):
+    """Restore one input into ``out_path``; returns the report's fields of the reading and the network used."""
+    data = read_input(path)
+    img, orientation = decode(data)
+    reading = quality_reading(data, img) if reading_needed or restorer.routes else None
+    net, restored_by = restorer.choose(reading)
+    if restorer.routes:
+        tqdm.write(f'{path}: {reading} -> {restored_by}', file=sys.stderr)
+    out = restorer(img, decode_ycbcr(data) if img.ndim == 3 else None, net)
+    data = encode(np.ascontiguousarray(ORIENT.get(orientation, np.asarray)(out)), ext)
+    try:
+        write_atomic(out_path, data)
+    except OSError as error:
+        raise BadInput(f'cannot write {out_path} ({error.strerror})') from error
+    if reading is None:
+        return {'restored_by': restored_by}
+    return {
+        'quality': reading.quality,
+        'source': reading.source,
+        'header_quality': reading.header_quality,
+        'pixel_quality': reading.pixel_quality,
+        'grid_offset': reading.offset and '{},{}'.format(*reading.offset),
+        'restored_by': restored_by,
+        'note': reading.reason
+    }
+
+
+def restore_files(restorer, inputs, out_dir, ext='png', overwrite=False, report=None):
+    """Restore every input and write it under ``out_dir``; failures are reported on stderr as they happen. With a
+    router, each image's quality reading and expert are printed too.
 
     An input whose output is (or links to) an input file fails, whatever ``overwrite``: no input is written to.
 
     Returns:
-        dict: {'restored', 'skipped', 'failed'}: lists of input paths.
+        dict: {'restored', 'skipped', 'failed'}: lists of input paths; with ``report`` (a list), a row (dict of
+        ``REPORT_COLUMNS``) per input is appended to it.
     """
     done = {'restored': [], 'skipped': [], 'failed': []}
     outputs = {}
     input_ids = file_ids(path for path, _ in inputs if path != STDIN)
     for path, rel in tqdm(inputs, desc='restoring', unit='img', file=sys.stderr):
         out_path = osp.join(out_dir, f'{rel}.{ext}')
+        row = {'input': path, 'output': out_path}
         try:
             if out_path in outputs:
                 raise BadInput(f'its output {out_path} is also that of {outputs[out_path]}')
@@ -98,24 +154,29 @@ def restore_files(restorer, inputs, out_dir, ext='png', overwrite=False):
                 which = '' if replaced == path else f' {replaced}'
                 raise BadInput(f'its output {out_path} would replace the input{which}; choose another -o')
             if osp.lexists(out_path) and not overwrite:
-                done['skipped'].append(path)
-                continue
-            img, orientation = decode(read_input(path))
-            out = restorer(img)
-            data = encode(np.ascontiguousarray(ORIENT.get(orientation, np.asarray)(out)), ext)
-            try:
-                write_atomic(out_path, data)
-            except OSError as error:
-                raise BadInput(f'cannot write {out_path} ({error.strerror})') from error
+                status = 'skipped'
+            else:
+                row.update(restore_file(restorer, path, out_path, ext, report is not None))
+                status = 'restored'
         except BadInput as error:
             tqdm.write(f'failed: {path}: {error}', file=sys.stderr)
-            done['failed'].append(path)
+            status, row['note'] = 'failed', str(error)
         except torch.OutOfMemoryError:
             tqdm.write(f'failed: {path}: out of memory; restore it in tiles (--tile 512)', file=sys.stderr)
-            done['failed'].append(path)
-        else:
-            done['restored'].append(path)
+            status, row['note'] = 'failed', 'out of memory'
+        done[status].append(path)
+        if report is not None:
+            report.append(dict(row, status=status))
     return done
+
+
+def write_report(rows, path):
+    """Write the report rows (:func:`restore_files`) as a CSV file."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, REPORT_COLUMNS, lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue().encode('utf-8'))
 
 
 def parse_args(argv=None):
@@ -136,6 +197,11 @@ def parse_args(argv=None):
         action='store_true',
         help='Half precision: float16 on CUDA, bfloat16 on CPU (less memory; faster only on CPUs with bfloat16 '
         'instructions). Outputs may differ from float32 by a gray level or so.')
+    parser.add_argument(
+        '--report',
+        metavar='REPORT.csv',
+        help='Also write, per input, the JPEG quality and 8x8 grid read from it (header and pixels), the network '
+        'that restored it (with a routed model: its expert) and why an image failed.')
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
     check_inference_arguments(parser, args)
@@ -155,6 +221,9 @@ def run(args):
     if args.input == STDIN and osp.lexists(stdin_out) and not args.overwrite:
         raise UserError(f'{stdin_out} exists: restore stdin into another -o, or replace it with --overwrite.')
     check_output_folder(args.out, '-o')
+    if args.report is not None:
+        check_outputs_spare_inputs([args.report], [path for path, _ in inputs if path != STDIN], '--report')
+        check_output_folder(osp.dirname(args.report) or os.curdir, '--report')
     restorer = Restorer(net, channels, device, dtype, args.tile, args.tile_overlap)
     if dtype != torch.float32:
         try:
@@ -165,7 +234,10 @@ def run(args):
         f'carn-da restore: {len(inputs)} image(s), {type(net).__name__} with {channels} channel(s) on {device} in '
         f'{str(dtype).replace("torch.", "")}' + (f', tiles of {args.tile}' if args.tile else ''),
         file=sys.stderr)
-    done = restore_files(restorer, inputs, args.out, args.ext, args.overwrite)
+    report = None if args.report is None else []
+    done = restore_files(restorer, inputs, args.out, args.ext, args.overwrite, report)
+    if report is not None:
+        write_report(report, args.report)
     note = ' (outputs exist; --overwrite restores them again)' if done['skipped'] else ''
     print(f'{len(done["restored"])} restored, {len(done["skipped"])} skipped{note}, {len(done["failed"])} failed '
           f'-> {args.out}')

@@ -8,8 +8,10 @@
 option file (for ``network_g``) and its checkpoint. Writes ``--out``/``routed.yml`` (``network_g``:
 ``QualityRoutedCARN``) and ``--out``/``net_g.pth`` (BasicSR's ``{'params': ...}``), which ``carn-da restore`` loads
 and whose ``network_g`` BasicSR test options can use, like any other model: each image goes to the expert with the
-quality nearest to the one estimated from its pixels. Keeping the source model beside an adapted one this way, the
-adaptation forgets nothing at the source quality (docs/RESULTS.md).
+quality nearest to the one read from it, if within 2 QF; every other image (unknown quality: resized, never
+compressed; or a quality no expert is made for) goes to ``--fallback`` (a blind model), or passes unchanged without
+one: an expert made for another quality is never trusted with it. Keeping the source model beside an adapted one
+this way, the adaptation forgets nothing at the source quality (docs/RESULTS.md).
 """
 import carn_da.compat  # noqa: F401
 
@@ -42,6 +44,13 @@ def parse_args(argv=None):
         required=True,
         metavar=('QUALITIES', 'OPTIONS', 'CHECKPOINT'),
         help='JPEG qualities (comma-separated), option file and checkpoint of one model; give it once per model.')
+    parser.add_argument(
+        '--fallback',
+        nargs=2,
+        metavar=('OPTIONS', 'CHECKPOINT'),
+        help="Option file and checkpoint of the model for every image no expert is made for: of unknown quality "
+        "(resized, never compressed) or further than 2 QF from every expert's qualities; a blind model. Without it, "
+        'such images pass unchanged.')
     parser.add_argument('--out', required=True, help='Output folder (routed.yml, net_g.pth).')
     args = parser.parse_args(argv)
     try:
@@ -58,17 +67,19 @@ def parse_args(argv=None):
 
 
 def run(args):
-    for _, options, checkpoint in args.expert:
+    experts = args.expert + ([(None, *args.fallback)] if args.fallback else [])
+    for _, options, checkpoint in experts:
         load_model(checkpoint, options)  # checks that the pair loads and restores, naming the file if not
-    network = routed_pair([(network_options(options), qualities) for qualities, options, _ in args.expert])
+    network = routed_pair([(network_options(options), qualities) for qualities, options, _ in experts])
     checkpoint, options = osp.join(args.out, 'net_g.pth'), osp.join(args.out, 'routed.yml')
-    check_outputs_spare_inputs([checkpoint, options], [path for expert in args.expert for path in expert[1:]], '--out')
+    check_outputs_spare_inputs([checkpoint, options], [path for expert in experts for path in expert[1:]], '--out')
     check_output_folder(args.out, '--out')
-    save_torch_atomic({'params': routed_state(checkpoint for _, _, checkpoint in args.expert)}, checkpoint)
+    save_torch_atomic({'params': routed_state(checkpoint for _, _, checkpoint in experts)}, checkpoint)
     write_options({'network_g': network}, options)
     load_model(checkpoint, options)
-    print(f'wrote {options} and {checkpoint}: ' + ', '.join(f'QF {",".join(map(str, q))} -> {path}'
-                                                            for q, _, path in args.expert))
+    others = f'{args.fallback[1]}' if args.fallback else 'unchanged (no --fallback)'
+    routes = ', '.join(f'QF {",".join(map(str, q))} -> {path}' for q, _, path in args.expert)
+    print(f'wrote {options} and {checkpoint}: {routes}; other images -> {others}')
     return 0
 
 

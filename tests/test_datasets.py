@@ -11,6 +11,7 @@ from basicsr.utils.lmdb_util import LmdbMaker
 from basicsr.utils.registry import DATASET_REGISTRY
 from conftest import textured_image
 from numpy.lib.stride_tricks import sliding_window_view
+from os import path as osp
 
 from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
 from carn_da.data.two_domain_dataset import TwoDomainDataset
@@ -377,9 +378,28 @@ def test_target_quality_from_pixels_and_file_checks(tmp_path):
     img = textured_image(np.random.default_rng(0), 96, 128)
     cv2.imwrite(str(target / 'x.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 50])
     dataset = TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, 'val', target_quality='pixels'))
-    assert abs(dataset[0]['target_quality'] - 50) <= 2
+    assert dataset[0]['target_quality'] == 50
+    # a decoded JPEG saved as PNG, cropped off its grid: file reads its pixels; a never-compressed PNG is refused
+    cv2.imwrite(str(target / 'crop.png'), jpeg_compress(img, 30)[5:, 3:])
+    dataset = TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, target_quality='file'))
+    assert {
+        osp.basename(p): (r.quality, r.offset)
+        for p, r in dataset.readings.items()
+    } == {
+        'crop.png': (30, (5, 3)),
+        'x.jpg': (50, (0, 0))
+    }
+    # self-supervision never recompresses on the grid a crop of that target was coded on: (top + 5, left + 3) mod 8
+    crop = dataset.readings[str(target / 'crop.png')]
+    random.seed(0)
+    for top, left in ((0, 0), (3, 5), (11, 2)):
+        img_crop = jpeg_compress(img, 30)[5 + top:5 + top + 16, 3 + left:3 + left + 16]
+        on_its_grid = recompress(img_crop, 30, ((top + 5) % 8, (left + 3) % 8))
+        assert not any(
+            np.array_equal(dataset.self_supervision_pair(img_crop, crop, top, left)[0], on_its_grid)
+            for _ in range(100))
     cv2.imwrite(str(target / 'y.png'), noise(80, 96, 7))
-    with pytest.raises(ValueError, match=r'y\.png is not a JPEG'):
+    with pytest.raises(ValueError, match=r'quality of \S*y\.png is unknown \(no JPEG grid'):
         TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, target_quality='file'))
     with pytest.raises(ValueError, match='need target_quality'):
         TwoDomainDataset(two_domain_opt(tmp_path / 'source', target, target_self_supervision=True))

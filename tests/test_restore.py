@@ -83,12 +83,16 @@ def test_folder_restores_good_images_and_reports_bad_ones(tmp_path, model, capsy
     restored = cv2.imread(str(out / 'sub' / 'gray.png'), cv2.IMREAD_UNCHANGED)
     assert restored.shape == lq.shape and (restored != lq).any()
 
-    # colour through a 1-channel model: size and 3 channels kept, Y restored, Cr and Cb kept (up to 8-bit rounding)
-    lq = cv2.imread(str(color), cv2.IMREAD_UNCHANGED)
+    # colour through a 1-channel model: size and 3 channels kept; the Y plane the JPEG stores is restored (as a
+    # gray image of it would be) and its Cb, Cr planes are kept (up to 8-bit rounding)
+    stored = images.decode_ycbcr(color.read_bytes())[..., (0, 2, 1)].astype(np.float64)
     restored = cv2.imread(str(out / 'color.png'), cv2.IMREAD_UNCHANGED)
-    assert restored.shape == lq.shape == (40, 48, 3)
-    change = np.abs(ycrcb(restored) - ycrcb(lq))
+    assert restored.shape == stored.shape == (40, 48, 3)
+    change = np.abs(ycrcb(restored) - stored)
     assert change[..., 0].mean() > 1 and change[..., 1:].max() <= 1 and change[..., 1:].mean() < 0.1
+    net, _ = load_model(*model)
+    luma_restored = Restorer(net, 1, torch.device('cpu'))(stored[..., 0].astype(np.uint8))
+    assert np.abs(ycrcb(restored)[..., 0] - luma_restored).max() <= 1
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, model, capsys):

@@ -4,31 +4,33 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from carn_da.utils.jpeg import check_quality, estimate_quality
+from carn_da.utils.jpeg import check_quality, estimate_grid_and_quality
 
 
 @ARCH_REGISTRY.register()
 class QualityRoutedCARN(nn.Module):
     """CARNs for different JPEG qualities behind one network: each image goes to the expert made for the quality
-    its pixels were last compressed at (``estimate_quality``), as one model per QF was used before blind models.
+    that shaped its artifacts, as one model per QF was used before blind models.
 
     An adapted model is a model for its target; routing keeps the source model for the source quality, so
-    adaptation forgets nothing there (docs/RESULTS.md), at the price of the experts' parameters and a QF estimate
-    (about 15 ms per 481x321 image on one CPU core).
+    adaptation forgets nothing there (docs/RESULTS.md), at the price of the experts' parameters and a QF reading.
 
     Args:
         experts (list[dict]): ``{'network': network_g options, 'qualities': [QF, ...]}`` each, and at most one
-            ``{'network': ..., 'fallback': True}``, the model for every other quality (a blind model, such as the
-            blind source of an adaptation). An image goes to the expert with a quality nearest to its estimated QF
-            (the first such expert on ties); with a fallback, only if that quality is within ``reach`` of the
-            estimate, else to the fallback.
-        reach (int): How far (in QF) from its qualities an expert still serves an image when there is a fallback.
-            Default: 2 (the estimate is exact for libjpeg's tables; files read from their headers and estimates
-            may differ by a tie of the IJG tables).
+            ``{'network': ..., 'fallback': True}``, the model for every other image (a blind model, such as the
+            blind source of an adaptation). An image goes to the expert with a quality nearest to its own (the first
+            such expert on ties) if that quality is within ``reach`` of it. An image of unknown quality (resized,
+            never compressed: see ``estimate_grid_and_quality``) or of a quality no expert reaches goes to the
+            fallback, or, without one, passes through unchanged: no expert made for another quality is trusted
+            with it.
+        reach (int): How far (in QF) from its qualities an expert still serves an image. Default: 2 (readings are
+            exact for libjpeg's tables; a file's header and its pixels may differ by a tie of the IJG tables).
 
     The state dict is the experts' (``experts.<k>.<name>``); ``carn-da route`` (carn_da/route.py) writes one from
-    the experts' checkpoints. ``select(x)`` is the expert of one image; tiled inference routes on the whole image
-    with it, since the estimate needs the image's own 8x8 grid.
+    the experts' checkpoints. On a tensor, the quality is read from each image's pixels (its luma, recomputed from
+    RGB: a JPEG file's own luma plane reads better, which is what ``carn-da restore`` routes on, through ``route``
+    and ``expert``). ``select(x)`` is the expert of one image; tiled inference routes on the whole image with it,
+    since the reading needs the image's own 8x8 grid.
     """
 
     def __init__(self, experts, reach=2):
@@ -53,32 +55,46 @@ class QualityRoutedCARN(nn.Module):
         self.reach = reach
         self.experts = nn.ModuleList(build_network(dict(expert['network'])) for expert in experts)
 
-    def estimate(self, x):
-        """Estimated JPEG quality of each image of ``x`` ((B, C, H, W) in [0, 1], RGB if C is 3), from its luma."""
-        qualities = []
+    def read(self, x):
+        """The ``QualityReading`` of each image of ``x`` ((B, C, H, W) in [0, 1], RGB if C is 3), from its luma."""
+        readings = []
         for img in x.detach().clamp(0, 1).mul(255).round().to('cpu', torch.uint8).permute(0, 2, 3, 1).numpy():
-            qualities.append(estimate_quality(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.shape[2] == 3 else img))
-        return qualities
+            luma = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.shape[2] == 3 else img
+            readings.append(estimate_grid_and_quality(luma))
+        return readings
 
     def route(self, quality):
-        """Index of the expert for an image of JPEG ``quality``."""
-        distance = {
-            k: min(abs(quality - q) for q in qualities)
-            for k, qualities in enumerate(self.qualities) if qualities
-        }
-        nearest = min(distance, key=distance.get)
-        return self.fallback if self.fallback is not None and distance[nearest] > self.reach else nearest
+        """Index of the expert for an image of JPEG ``quality`` (None: unknown); None when it passes unchanged."""
+        if quality is not None:
+            distance = {
+                k: min(abs(quality - q) for q in qualities)
+                for k, qualities in enumerate(self.qualities) if qualities
+            }
+            nearest = min(distance, key=distance.get)
+            if distance[nearest] <= self.reach:
+                return nearest
+        return self.fallback
+
+    def expert(self, route):
+        """The module of a ``route``: an expert, or the identity (None: the image passes unchanged)."""
+        return nn.Identity() if route is None else self.experts[route]
+
+    def describe(self, route):
+        """What a ``route`` is, for reports: 'QF 10,30', 'fallback' or 'unchanged'."""
+        if route is None:
+            return 'unchanged'
+        return 'fallback' if route == self.fallback else 'QF ' + ','.join(map(str, self.qualities[route]))
 
     def select(self, x):
         """The expert for the single image ``x`` (1, C, H, W)."""
-        return self.experts[self.route(self.estimate(x)[0])]
+        return self.expert(self.route(self.read(x)[0].quality))
 
     def forward(self, x):
-        routes = torch.tensor([self.route(q) for q in self.estimate(x)], device=x.device)
+        routes = [self.route(reading.quality) for reading in self.read(x)]
         out = None
-        for k in routes.unique().tolist():
-            chosen = routes == k
-            restored = self.experts[k](x[chosen])
+        for route in set(routes):
+            chosen = torch.tensor([r == route for r in routes], device=x.device)
+            restored = self.expert(route)(x[chosen])
             if out is None:
                 out = restored.new_empty((x.shape[0], ) + restored.shape[1:])
             out[chosen] = restored

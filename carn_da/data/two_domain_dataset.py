@@ -4,7 +4,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from carn_da.data.image_pairs import (BadImageError, augment, check_root, choose_subset, image_paths, make_file_client,
                                       random_window, read_image, to_tensor)
 from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
-from carn_da.utils.jpeg import check_quality, estimate_quality, read_quality, recompress, to_gray
+from carn_da.utils.jpeg import (QualityReading, check_quality, decode_luma, estimate_grid_and_quality,
+                                read_jpeg_quality, recompress)
 
 TARGET_QUALITY_SOURCES = ('file', 'pixels')
 
@@ -29,10 +30,13 @@ class TwoDomainDataset(JPEGPairedDataset):
     - QF-matched synthesis (``source_quality``): a source LQ image is compressed on the fly from its ground truth
       at the quality of the target image drawn with it.
 
-    The quality comes from ``target_quality``: ``file`` reads each target's quantisation table (``read_quality``:
-    a folder of JPEG files), ``pixels`` estimates it from the decoded pixels of the whole image
-    (``estimate_quality``: the paper's setting, where only decoded images are known; cached per image), an int gives
-    it for all.
+    The quality comes from ``target_quality``: ``file`` reads each target file when the dataset is built
+    (``read_jpeg_quality``: a JPEG's quantisation table checked against its luma plane as stored, the coarser quality
+    winning; the pixels of any other image, crops off the 8x8 grid included), ``pixels`` reads the decoded luma of
+    the whole image (``estimate_grid_and_quality``: the paper's setting, where only decoded images are known; cached
+    per image), an int gives it for all. A gray target is the Y plane the JPEG stores (OpenCV decodes a colour JPEG's
+    Y without a colour round trip). A target whose quality cannot be read (resized, never compressed) is refused,
+    naming it. The grid the reading finds sets the grid that self-supervision must shift against.
 
     Args:
         opt (dict): Config for the dataset. It contains the options of ``JPEGPairedDataset`` (the source) and:
@@ -87,34 +91,32 @@ class TwoDomainDataset(JPEGPairedDataset):
         target_paths = choose_subset(target_paths, opt.get('num_target'), 'num_target', self.target_folder, (seed, 1))
         self.target_paths = self.readable_images(target_paths, self.target_folder, self.io_backend_target_opt['type'],
                                                  'dataroot_target')
-        self.qualities = {}
+        self.readings = {}
         if self.target_quality == 'file':
-            self.qualities = {path: self.read_file_quality(path) for path in self.target_paths}
+            self.readings = {path: self.read_file_quality(path) for path in self.target_paths}
         self.target_client = None
 
     def synthesizes_lq(self, opt):
         return super().synthesizes_lq(opt) or opt.get('source_quality') == 'target'
 
     def read_file_quality(self, path):
-        """The JPEG quality of target file ``path`` from its header; ValueError naming it if it is not a JPEG."""
+        """The ``QualityReading`` of target file ``path`` (``read_jpeg_quality``); ValueError naming it if unknown."""
         if self.io_backend_target_opt['type'] != 'disk':
-            raise ValueError("target_quality: file reads JPEG headers from a folder (io_backend_target disk); use "
+            raise ValueError("target_quality: file reads the target files of a folder (io_backend_target disk); use "
                              "'pixels' for an LMDB.")
-        quality = read_quality(path)
-        if quality is None:
-            raise ValueError(f"target_quality: file, but {path} is not a JPEG with a quantisation table; use 'pixels' "
-                             'to estimate the quality from decoded images.')
-        return quality
+        return known_reading(read_jpeg_quality(path), path, 'file')
 
-    def quality_of(self, path, img):
-        """The JPEG quality of target ``path`` (uint8 ``img``, whole), as ``target_quality`` says (-1 if unused)."""
+    def reading_of(self, path, img):
+        """The ``QualityReading`` of target ``path`` (uint8 ``img``, whole) as ``target_quality`` says (None if
+        unused)."""
         if self.target_quality is None:
-            return -1
+            return None
         if isinstance(self.target_quality, int):
-            return self.target_quality
-        if path not in self.qualities:  # pixels: estimated once per image (and worker)
-            self.qualities[path] = estimate_quality(to_gray(img))
-        return self.qualities[path]
+            return QualityReading(self.target_quality, (0, 0), 'option')
+        if path not in self.readings:  # pixels: read once per image (and worker)
+            luma = img[..., 0] if img.shape[2] == 1 else decode_luma(self.target_client.get(path, 'target'))
+            self.readings[path] = known_reading(estimate_grid_and_quality(luma), path, 'pixels')
+        return self.readings[path]
 
     def read_target(self, index):
         """Path and uint8 image of a target (see the class); with ``skip_bad_images``, unreadable ones are dropped."""
@@ -130,17 +132,19 @@ class TwoDomainDataset(JPEGPairedDataset):
                 if not self.target_paths:
                     raise BadImageError(f'dataroot_target: no readable images in {self.target_folder}.') from error
 
-    def self_supervision_pair(self, img, quality, top, left):
-        """(recompressed, img): ``img`` (a crop at ``top``, ``left`` of a decoded target) recompressed at ``quality``
-        on a grid shifted by a random (dy, dx) other than the one the target was coded on."""
-        phases = [(dy, dx) for dy in range(8) for dx in range(8) if (dy, dx) != (top % 8, left % 8)]
-        return recompress(img, quality, random.choice(phases)), img
+    def self_supervision_pair(self, img, reading, top, left):
+        """(recompressed, img): ``img`` (a crop at ``top``, ``left`` of a decoded target of ``reading``) recompressed
+        at its quality on a grid shifted by a random (dy, dx) other than the one the target was coded on."""
+        coded = ((top + reading.offset[0]) % 8, (left + reading.offset[1]) % 8)
+        phases = [(dy, dx) for dy in range(8) for dx in range(8) if (dy, dx) != coded]
+        return recompress(img, reading.quality, random.choice(phases)), img
 
     def __getitem__(self, index):
         if self.target_client is None:
             self.target_client = make_file_client(self.io_backend_target_opt, [self.target_folder], ['target'])
         target_path, img = self.read_target(index)
-        quality = self.quality_of(target_path, img)
+        reading = self.reading_of(target_path, img)
+        quality = -1 if reading is None else reading.quality
         mixed = self.source_quality == 'both'
         synthesize = self.source_quality == 'target' or mixed and random.random() < self.synth_probability
         item = self.pair_item(index, quality if synthesize else None)
@@ -148,7 +152,7 @@ class TwoDomainDataset(JPEGPairedDataset):
         if self.opt['phase'] == 'train':
             top, left = random_window(img.shape, self.gt_size, target_path, self.grid)
             img = img[top:top + self.gt_size, left:left + self.gt_size]
-        imgs = list(self.self_supervision_pair(img, quality, top, left)) if self.self_supervision else [img]
+        imgs = list(self.self_supervision_pair(img, reading, top, left)) if self.self_supervision else [img]
         if self.opt['phase'] == 'train':
             imgs = augment(imgs, self.use_hflip, self.use_rot)
         item['lq_target'] = to_tensor(imgs[-1:])[0]
@@ -156,3 +160,11 @@ class TwoDomainDataset(JPEGPairedDataset):
             item['lq_target_self'] = to_tensor(imgs[:1])[0]
         item.update(target_path=target_path, target_quality=quality)
         return item
+
+
+def known_reading(reading, path, source):
+    """``reading``, or ValueError naming the target ``path`` whose quality is unknown (``target_quality: source``)."""
+    if not reading.known:
+        raise ValueError(f'target_quality: {source}, but the JPEG quality of {path} is unknown ({reading.reason}); '
+                         'leave it out, or give target_quality a number.')
+    return reading

@@ -53,6 +53,20 @@ def decode(data):
     return img, orientation
 
 
+def decode_ycbcr(data):
+    """The Y, Cb and Cr planes (uint8 HxWx3) of a colour JPEG's bytes as libjpeg decodes them, before any conversion
+    to RGB (chroma upsampled as for display), in the stored orientation; None for any other image. Its Y is the plane
+    the JPEG quantised, which a BGR decoding converted back to luma is not (rounding and clipping)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != 'JPEG' or img.mode != 'RGB':
+                return None
+            img.draft('YCbCr', img.size)
+            return np.asarray(img) if img.mode == 'YCbCr' else None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
 def encode(img, ext):
     """The bytes of ``img`` as an ``ext`` file (png, tif, bmp); BadInput if OpenCV cannot encode it."""
     ok, buf = cv2.imencode(f'.{ext}', img)

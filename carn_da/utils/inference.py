@@ -84,37 +84,66 @@ def restore(net, img, device=None, tile=None, tile_overlap=16):
     return tensor2img(output, rgb2bgr=True).reshape(img.shape)
 
 
+def jfif_to_bgr(luma, ycbcr):
+    """BGR float in [0, 1] of the float luma ``luma`` (in [0, 1]) and the uint8 Cb, Cr planes of ``ycbcr``, with
+    JPEG's (JFIF's) own coefficients, as libjpeg converts: OpenCV's differ in the third decimal, which moves the
+    rounding of a colour JPEG's chroma."""
+    cb, cr = (ycbcr[..., k].astype(np.float32) / 255. - 128 / 255. for k in (1, 2))
+    return np.stack([luma + 1.772 * cb, luma - 0.344136 * cb - 0.714136 * cr, luma + 1.402 * cr], axis=2)
+
+
 class Restorer:
     """Restores uint8 images (H, W), (H, W, 3) BGR or (H, W, 4) BGRA with a CARN of 1 or 3 channels.
 
-    Colour through a 1-channel network: Y of YCbCr (OpenCV's BT.601 ``COLOR_BGR2YCrCb`` in float) is restored, Cb
-    and Cr are kept. Gray through a 3-channel network: replicated to RGB, restored, converted back to gray. Alpha
-    is kept. ``dtype`` is the network's (float32, or float16 / bfloat16 with ``--half``); ``tile`` and
-    ``tile_overlap`` are those of :func:`infer`.
+    Colour through a 1-channel network: the Y of YCbCr is restored, Cb and Cr are kept; for a colour JPEG, the planes
+    libjpeg decodes (``ycbcr``, :func:`carn_da.utils.images.decode_ycbcr`: the Y the JPEG quantised), otherwise
+    OpenCV's BT.601 ``COLOR_BGR2YCrCb`` in float. Gray through a 3-channel network: replicated to RGB, restored,
+    converted back to gray. Alpha is kept. ``dtype`` is the network's (float32, or float16 / bfloat16 with
+    ``--half``); ``tile`` and ``tile_overlap`` are those of :func:`infer`. A router (``QualityRoutedCARN``) restores
+    each image with the expert :meth:`choose` names for the image's quality reading.
     """
 
     def __init__(self, net, channels, device, dtype=torch.float32, tile=None, tile_overlap=16):
         self.net, self.channels, self.device, self.dtype = net.to(dtype), channels, device, dtype
         self.tile, self.tile_overlap = tile, tile_overlap
 
-    def run(self, x):
-        """The network on a float32 (H, W, C) array in [0, 1] (its channel order); float32 (H, W, C) in [0, 1]."""
+    @property
+    def routes(self):
+        """Whether the network is a router, which needs each image's quality reading."""
+        return hasattr(self.net, 'route')
+
+    def choose(self, reading):
+        """(network, what it is) for an image of ``reading`` (``QualityReading``): the router's expert for its
+        quality ('QF 30', 'fallback' or 'unchanged'), or the network itself."""
+        if not self.routes:
+            return self.net, type(self.net).__name__
+        route = self.net.route(reading.quality)
+        return self.net.expert(route), self.net.describe(route)
+
+    def run(self, x, net=None):
+        """``net`` (default: the network) on a float32 (H, W, C) array in [0, 1] (its channel order); float32 (H, W,
+        C) in [0, 1]."""
         lq = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.dtype)
-        out = infer(self.net, lq, self.device, self.tile, self.tile_overlap)
+        out = infer(self.net if net is None else net, lq, self.device, self.tile, self.tile_overlap)
         return out[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
 
-    def __call__(self, img):
+    def __call__(self, img, ycbcr=None, net=None):
+        """The restored ``img``; ``ycbcr``: its planes as decoded, if it is a colour JPEG; ``net``: the network to
+        run instead of the whole one (:meth:`choose`)."""
         gray = img.ndim == 2
         x = (img if gray else img[..., :3]).astype(np.float32) / 255.
         if not gray and self.channels == 1:
-            ycrcb = cv2.cvtColor(x, cv2.COLOR_BGR2YCrCb)
-            ycrcb[..., :1] = self.run(ycrcb[..., :1])
-            out = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
+            if ycbcr is None:
+                ycrcb = cv2.cvtColor(x, cv2.COLOR_BGR2YCrCb)
+                ycrcb[..., :1] = self.run(ycrcb[..., :1], net)
+                out = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
+            else:
+                out = jfif_to_bgr(self.run(ycbcr[..., :1].astype(np.float32) / 255., net)[..., 0], ycbcr)
         elif not gray:
-            out = self.run(x[..., ::-1])[..., ::-1]
+            out = self.run(x[..., ::-1], net)[..., ::-1]
         elif self.channels == 3:
-            out = cv2.cvtColor(self.run(cv2.cvtColor(x, cv2.COLOR_GRAY2RGB)), cv2.COLOR_RGB2GRAY)
+            out = cv2.cvtColor(self.run(cv2.cvtColor(x, cv2.COLOR_GRAY2RGB), net), cv2.COLOR_RGB2GRAY)
         else:
-            out = self.run(x[..., None])[..., 0]
+            out = self.run(x[..., None], net)[..., 0]
         out = np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
         return np.concatenate([out, img[..., 3:]], axis=2) if not gray and img.shape[2] == 4 else out

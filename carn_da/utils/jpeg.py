@@ -99,12 +99,6 @@ def _table_quality(tables):
     return int(np.argmin(errors)) + 1
 
 
-def quality_histogram(paths):
-    """{quality: number of files} of :func:`read_quality` over ``paths``, by quality, None (not a JPEG) last."""
-    counts = Counter(read_quality(path) for path in paths)
-    return {q: counts[q] for q in sorted(counts, key=lambda q: (q is None, q))}
-
-
 def recompress(img, quality, shift):
     """JPEG round trip (:func:`jpeg_compress`) of a uint8 HxW or HxWxC image on an 8x8 block grid shifted by ``shift``.
 
@@ -351,10 +345,19 @@ class QualityReading:
     def known(self):
         return self.quality is not None
 
+    def __str__(self):
+        """One line for reports: 'QF 30 (header, grid offset 0,0)' and the reason if any, or 'quality unknown: ...'."""
+        if not self.known:
+            return f'quality unknown: {self.reason}'
+        text = f'QF {self.quality} ({self.source}, grid offset {self.offset[0]},{self.offset[1]})'
+        return text + (f'; {self.reason}' if self.reason else '')
+
 
 def _pixel_reading(img, qualities):
     """(:class:`QualityReading` of the uint8 HxW ``img`` from its pixels, the log-likelihood ratio of each of
     ``qualities`` on the grid tried last), for :func:`estimate_grid_and_quality`."""
+    if min(img.shape) < 8:
+        return QualityReading(None, None, None, reason='smaller than one 8x8 block'), np.zeros(len(qualities))
     steps = np.unique(IJG_TABLES[qualities - 1, 0])
     steps = steps[steps > 1]
     candidates, z = [(0, 0)], 0.
@@ -483,3 +486,18 @@ def read_jpeg_quality(source):
         return QualityReading(pixels.quality, pixels.offset, 'pixels', reason=reason, **both)
     reason = f'header {header}, pixels {pixels.quality}: the header\'s coarser table is used'
     return QualityReading(header, (0, 0), 'header', reason=reason, **both)
+
+
+def file_quality(path):
+    """The quality of :func:`read_jpeg_quality` of the file ``path``; None if it is unknown or the file is not an image
+    Pillow reads."""
+    try:
+        return read_jpeg_quality(path).quality
+    except (UnidentifiedImageError, ValueError):
+        return None
+
+
+def quality_histogram(paths):
+    """{quality: number of files} of :func:`file_quality` over ``paths``, by quality, None (unknown) last."""
+    counts = Counter(file_quality(path) for path in paths)
+    return {q: counts[q] for q in sorted(counts, key=lambda q: (q is None, q))}
