@@ -89,7 +89,7 @@ def parse_args():
     parser.add_argument('--out', default=osp.join(REPO, 'results', 'real_world'))
     parser.add_argument('--model', help='A QualityRoutedCARN checkpoint (with a fallback) to restore with.')
     parser.add_argument('--opt', help='Its option file.')
-    parser.add_argument('--iters', type=int, default=1000, help='Training iterations per RDN. Default: 1000.')
+    parser.add_argument('--iters', type=int, default=500, help='Training iterations per RDN. Default: 500.')
     parser.add_argument('--offsets', type=int, default=4, help='Crops per gray image and QF. Default: 4.')
     parser.add_argument('--restore-every', type=int, default=4, help='Restore every n-th gray image. Default: 4.')
     parser.add_argument('--limit', type=int, help='Only the first N images of each set (smoke runs).')

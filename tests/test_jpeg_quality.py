@@ -8,6 +8,7 @@ from conftest import SHARED_DATASETS, textured_image
 from os import path as osp
 from PIL import Image, UnidentifiedImageError
 
+from carn_da.utils.images import decode_ycbcr
 from carn_da.utils.jpeg import (QualityReading, decode_luma, estimate_grid_and_quality, estimate_quality,
                                 ijg_luminance_table, jpeg_compress, jpeg_encode, read_jpeg_quality, read_quality,
                                 to_gray)
@@ -57,6 +58,32 @@ def test_color_jpegs_are_read_exactly_via_the_luma_plane(tmp_path, quality):
     assert cv2.imwrite(str(path), saturated_color(quality), [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert read_jpeg_quality(str(path)) == QualityReading(quality, (0, 0), 'header', quality, quality, None)
     assert reading(estimate_grid_and_quality(decode_luma(str(path)))) == (quality, (0, 0), 'pixels')
+
+
+def test_multi_picture_jpegs_of_cameras_are_jpegs():
+    """Pillow opens a camera's multi-picture JPEG as format 'MPO': its header and Y plane are read all the same."""
+    color = Image.fromarray(saturated_color(1)[..., ::-1])
+    buf = io.BytesIO()
+    color.save(buf, 'MPO', save_all=True, append_images=[color], quality=40)
+    data = buf.getvalue()
+    assert Image.open(io.BytesIO(data)).format == 'MPO'
+    assert read_jpeg_quality(data) == QualityReading(40, (0, 0), 'header', 40, 40, None)
+    assert np.array_equal(decode_luma(data), decode(data, cv2.IMREAD_GRAYSCALE))
+    assert np.array_equal(decode_ycbcr(data)[..., 0], decode_luma(data))
+
+
+def test_a_png_of_a_colour_jpeg_leaves_out_clipped_pixels():
+    """A PNG of a decoded colour JPEG has no Y plane: its luma, recomputed from RGB, is off the lattice where a
+    channel clipped. Those pixels are left out, which finds the quality of a crop, and a fully saturated image is
+    unknown, not the QF 99 its recomputed luma fits."""
+    gray = textured_image(np.random.default_rng(3), 96, 120).astype(np.float32)
+    color = np.clip(np.stack([gray * 1.3 - 30, gray * 0.5 + 100, 255 - gray * 1.2], axis=2), 0, 255).astype(np.uint8)
+    crop = jpeg_compress(color, 20)[3:, 5:]
+    assert not estimate_grid_and_quality(to_gray(crop)).known  # its recomputed luma alone shows no JPEG
+    assert reading(read_jpeg_quality(png_bytes(crop))) == (20, (3, 5), 'pixels')
+    saturated = jpeg_compress(saturated_color(20), 20)[3:, 5:]
+    assert estimate_grid_and_quality(to_gray(saturated)).quality == 99
+    assert not read_jpeg_quality(png_bytes(saturated)).known
 
 
 def test_crops_at_all_64_offsets():

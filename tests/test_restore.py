@@ -1,5 +1,6 @@
 import carn_da.compat  # noqa: F401
 
+import csv
 import cv2
 import io
 import numpy as np
@@ -196,3 +197,25 @@ def test_checkpoint_forms(tmp_path):
         assert key == {'bare': None, 'ema': 'params_ema'}[name]
         assert loaded.keys() == weights.keys() and all((loaded[k] == weights[k]).all() for k in weights)
         assert load_model(str(tmp_path / f'{name}.pth'), options)[1] == 1
+
+
+def test_report_names_each_input_its_reading_and_what_became_of_it(tmp_path, model, capsys):
+    src = tmp_path / 'in'
+    src.mkdir()
+    gray_jpeg(src / 'a.jpg', quality=30)
+    (src / 'b.png').write_text('not an image')
+    args = (src, '-o', tmp_path / 'out', '--model', model[0], '--opt', model[1], '--report', tmp_path / 'r' / 'x.csv')
+    assert run(capsys, *args)[0] == 1
+    assert run(capsys, *args)[0] == 1  # a.png exists now: skipped
+    with open(tmp_path / 'r' / 'x.csv', encoding='utf-8') as f:
+        rows = {pathlib.Path(row['input']).name: row for row in csv.DictReader(f)}
+    assert rows['a.jpg']['status'] == 'skipped' and rows['b.png']['status'] == 'failed'
+    assert 'not an image' in rows['b.png']['note']
+    run(capsys, *args, '--overwrite')
+    with open(tmp_path / 'r' / 'x.csv', encoding='utf-8') as f:
+        row = next(csv.DictReader(f))
+    assert (row['status'], row['quality'], row['source'], row['grid_offset'],
+            row['restored_by']) == ('restored', '30', 'header', '0,0', 'RDN')
+    code, _, stderr = run(capsys, src / 'a.jpg', '-o', tmp_path / 'out2', '--model', model[0], '--opt', model[1],
+                          '--report', src / 'a.jpg')
+    assert code == 2 and 'would replace the input' in stderr and (src / 'a.jpg').read_bytes()[:2] == b'\xff\xd8'

@@ -10,6 +10,7 @@ from PIL import Image, UnidentifiedImageError
 
 from carn_da.utils.errors import BadInput
 from carn_da.utils.files import is_regular_file
+from carn_da.utils.jpeg import JPEG_FORMATS
 
 STDIN = '-'
 NOT_REGULAR = 'not a regular file (folders, FIFOs, sockets and devices are not read)'
@@ -35,7 +36,7 @@ def decode(data):
     try:
         with Image.open(io.BytesIO(data)) as pil_img:
             orientation = pil_img.getexif().get(EXIF_ORIENTATION, 1)
-            if pil_img.format == 'JPEG':
+            if pil_img.format in JPEG_FORMATS:
                 pil_img.load()
     except UnidentifiedImageError:
         pass  # not an image Pillow knows: OpenCV decides
@@ -59,7 +60,7 @@ def decode_ycbcr(data):
     the JPEG quantised, which a BGR decoding converted back to luma is not (rounding and clipping)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.format != 'JPEG' or img.mode != 'RGB':
+            if img.format not in JPEG_FORMATS or img.mode != 'RGB':
                 return None
             img.draft('YCbCr', img.size)
             return np.asarray(img) if img.mode == 'YCbCr' else None

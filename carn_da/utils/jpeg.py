@@ -68,6 +68,7 @@ def ijg_luminance_table(quality):
 
 
 IJG_TABLES = np.stack([ijg_luminance_table(q) for q in range(1, 101)])
+JPEG_FORMATS = ('JPEG', 'MPO')  # Pillow's formats of JPEG files (MPO: cameras' multi-picture JPEGs)
 
 
 def read_quality(source):
@@ -85,7 +86,7 @@ def read_quality(source):
     """
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-            tables = img.quantization if img.format == 'JPEG' else {}
+            tables = img.quantization if img.format in JPEG_FORMATS else {}
     except UnidentifiedImageError:
         return None
     return _table_quality(tables)
@@ -418,18 +419,22 @@ def estimate_grid_and_quality(img, qualities=range(1, 101)):
     return _pixel_reading(_gray_image(img), qualities)[0]
 
 
-def _open_luma(source):
+def _open_luma(source, mark_clipped=False):
     """(uint8 HxW luma, quantisation tables ({} for a non-JPEG)) of an image file (path or bytes); see
-    :func:`decode_luma`."""
+    :func:`decode_luma`. ``mark_clipped``: a colour pixel of a non-JPEG with a channel at 0 or 255 gets luma 0."""
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        tables = img.quantization if img.format == 'JPEG' else {}
-        if img.format == 'JPEG' and img.mode == 'RGB':
+        tables = img.quantization if img.format in JPEG_FORMATS else {}
+        if img.format in JPEG_FORMATS and img.mode == 'RGB':
             img.draft('L', img.size)  # libjpeg outputs the Y component as decoded: no colour conversion
         if img.mode in ('L', 'LA', 'La'):
             return np.asarray(img.convert('L')), tables
         if img.mode not in ('1', 'P', 'PA', 'RGB', 'RGBA', 'RGBa', 'RGBX', 'CMYK', 'YCbCr'):
             raise ValueError(f'Expected an 8-bit image, got mode {img.mode}.')
-        return to_gray(np.asarray(img.convert('RGB'))[..., ::-1]), tables
+        rgb = np.asarray(img.convert('RGB'))
+        luma = to_gray(rgb[..., ::-1])
+        if mark_clipped:  # a clipped channel moves the luma off the JPEG's lattice: the estimates leave out such blocks
+            luma[((rgb == 0) | (rgb == 255)).any(axis=2)] = 0
+        return luma, tables
 
 
 def decode_luma(source):
@@ -458,7 +463,10 @@ def read_jpeg_quality(source):
     fits the pixels within e^10 of the best one; then the header's quality is used. Otherwise ``reason`` says so and
     the coarser of the two is used: the pixels' when the header is finer (a JPEG re-saved at a higher quality: the
     earlier, coarser quantisation shaped the artifacts), the header's when it is coarser (tables far from libjpeg's,
-    say). Pixels showing no quantisation (QF 100, a flat image) leave the header's quality, with a reason.
+    say). Pixels showing no quantisation (QF 100, a flat image) leave the header's quality, with a reason. For a
+    colour image of another format (a PNG of a decoded colour JPEG), the luma is recomputed from RGB, off the JPEG's
+    own Y by rounding, and pixels with a channel clipped at 0 or 255 (far off it) are left out; ``benchmarks/
+    real_world.py`` measures how often such crops read right.
 
     Args:
         source (str | bytes): File path or the file's bytes.
@@ -470,7 +478,7 @@ def read_jpeg_quality(source):
     Raises:
         PIL.UnidentifiedImageError: ``source`` is not an image. ValueError: not an 8-bit image.
     """
-    luma, tables = _open_luma(source)
+    luma, tables = _open_luma(source, mark_clipped=True)
     qualities = _candidate_qualities(range(1, 101))
     pixels, totals = _pixel_reading(luma, qualities)
     header = _table_quality(tables)
