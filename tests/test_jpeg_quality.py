@@ -140,6 +140,21 @@ def test_a_jpeg_resaved_finer_reports_the_disagreement_and_uses_the_coarser_pixe
     assert '90' in result.reason and '30' in result.reason
 
 
+@pytest.mark.parametrize('first, second', [(10, 30), (20, 50)])
+def test_a_jpeg_resaved_at_a_nearby_finer_quality_shows_its_earlier_one(first, second):
+    """Re-saved at a quality whose steps are not much finer, the last lattice alone fits the pixels; the gaps the
+    earlier, coarser quantisation left among its multiples show the earlier quality."""
+    img = textured_image(np.random.default_rng(4), 160, 200)
+    resaved = read_jpeg_quality(jpeg_encode(jpeg_compress(img, first), second))
+    assert (resaved.quality, resaved.source, resaved.header_quality, resaved.last_quality) == (first, 'pixels', second,
+                                                                                               second)
+    pixels = estimate_grid_and_quality(jpeg_compress(jpeg_compress(img, first), second))
+    assert (pixels.quality, pixels.last_quality) == (first, second) and f'QF {first} before' in pixels.reason
+    for quality in (first, second, 90):  # a single compression shows no earlier one
+        single = read_jpeg_quality(jpeg_encode(img, quality))
+        assert (single.quality, single.source, single.last_quality) == (quality, 'header', None)
+
+
 def test_the_header_is_used_when_it_is_coarser_or_the_pixels_show_nothing():
     img = textured_image(np.random.default_rng(6), 96, 120)
     # another encoder's table: libjpeg's QF 70 steps at low frequencies, 255 at high ones; nearest IJG table: QF 11
