@@ -181,7 +181,7 @@ def adapt_options(args, channels, q_feat, device):
         color='gray' if channels == 1 else 'rgb',
         skip_bad_images=True)
     schedule = dict(recipes.schedule(args.iters, args.lr), **source_losses(args.opt))
-    log = recipes.logger(max(1, args.iters // 50), max(1, args.iters // 4))
+    log = recipes.logger(max(1, args.iters // 50), max(1, args.iters // 4), progress_bar=True)
     common = dict(seed=args.seed, num_gpu=1 if device.type == 'cuda' else 0)
     recipe = (args.name, network_options(args.opt), train_set, schedule, log, osp.abspath(args.model))
     if args.recipe == 'recommended':

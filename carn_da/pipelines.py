@@ -38,9 +38,12 @@ function or class that basicsr 1.4.2 looks up by name at run time:
    reads ahead, the order of the images is kept but their random crops and flips are not: the workers' random states
    are BasicSR's per-epoch seeds and not saved.
 
+6. ``basicsr.train.MessageLogger`` -> :class:`ProgressLogger`: with ``logger: progress_bar: true`` (``carn-da
+   adapt``), each log also moves a progress bar with a time estimate.
+
 The test pipeline gets patches 1 and 2. Importing ``carn_da`` in one's own training script instead (``import
 carn_da`` before ``basicsr.train.train_pipeline(root)``) registers every part but keeps BasicSR's behaviour in all
-five places.
+six places.
 """
 import difflib
 import inspect
@@ -55,10 +58,11 @@ from basicsr import train as basicsr_train
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import lr_scheduler
 from basicsr.train import create_train_val_dataloader as basicsr_create_dataloaders
-from basicsr.utils import check_resume, dist_util, get_root_logger, options, scandir
+from basicsr.utils import MessageLogger, check_resume, dist_util, get_root_logger, options, scandir
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from os import path as osp
 from torch import distributed as dist
+from tqdm import tqdm
 
 import carn_da  # noqa: F401  (fills BasicSR's registries)
 from carn_da.models.carn_model import set_rng_state
@@ -368,6 +372,26 @@ def resume_data_stream(train_loader, resume_state, opt):
                 'batches.')
 
 
+class ProgressLogger(MessageLogger):
+    """BasicSR's message logger that, with ``logger: progress_bar: true``, also moves a progress bar (tqdm on stderr,
+    with its rate and time estimate) to the logged iteration, on the first process only."""
+
+    def __init__(self, opt, start_iter=1, tb_logger=None):
+        super().__init__(opt, start_iter, tb_logger)
+        self.bar = None
+        if opt['logger'].get('progress_bar') and opt.get('rank', 0) == 0:
+            self.bar = tqdm(
+                total=self.max_iters, initial=start_iter, desc=f'training {opt["name"]}', unit='iter', file=sys.stderr)
+
+    def __call__(self, log_vars):
+        current_iter = log_vars['iter']
+        super().__call__(log_vars)
+        if self.bar is not None:
+            self.bar.update(current_iter - self.bar.n)
+            if current_iter >= self.max_iters:
+                self.bar.close()
+
+
 def train_pipeline(root_path):
     """BasicSR's training pipeline with the replacements of the module docstring."""
     resume = {}
@@ -387,6 +411,7 @@ def train_pipeline(root_path):
     basicsr_train.load_resume_state = load_and_keep_resume_state
     basicsr_train.EnlargedSampler = ResumableSampler
     basicsr_train.create_train_val_dataloader = create_train_val_dataloader
+    basicsr_train.MessageLogger = ProgressLogger
     basicsr_train.train_pipeline(root_path)
 
 

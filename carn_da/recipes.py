@@ -169,8 +169,13 @@ def adam(lr, betas=(0.9, 0.999)):
     return {'type': 'Adam', 'lr': lr, 'betas': list(betas)}
 
 
-def logger(print_freq, checkpoint_freq, tb_logger=True):
-    return {'print_freq': print_freq, 'save_checkpoint_freq': checkpoint_freq, 'use_tb_logger': tb_logger}
+def logger(print_freq, checkpoint_freq, tb_logger=True, progress_bar=False):
+    """BasicSR's ``logger`` options; ``progress_bar``: also a progress bar with a time estimate, moved at each log
+    (carn_da/pipelines.py)."""
+    log = {'print_freq': print_freq, 'save_checkpoint_freq': checkpoint_freq, 'use_tb_logger': tb_logger}
+    if progress_bar:
+        log['progress_bar'] = True
+    return log
 
 
 def supervised(name, network_g, train_set, train, log, seed=0, num_gpu='auto', pretrain=None, val=None):

@@ -79,7 +79,8 @@ def test_adapt_end_to_end_then_restore_with_the_adapted_model(data, experiment_n
         str(out), '--iters', '4', '--batch', '2', '--patch', '32', '--device', 'cpu'
     ]
     assert adapt.main(argv) == 0
-    stdout = capfd.readouterr().out
+    stdout, stderr = capfd.readouterr()
+    assert f'training {name}: 100%' in stderr and '4/4' in stderr  # the progress bar, with its time estimate
     checkpoint = latest_generator(name, str(out))  # with --out, the training runs there too
     opt_path = out / f'{name}.yml'
     for path in (checkpoint, opt_path, out / 'report.md', out / 'report.json', out / 'tb_logger' / name):
