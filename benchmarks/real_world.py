@@ -4,7 +4,8 @@ off the 8x8 grid, re-saved and resized JPEGs.
 Cases, built from BSD68, Set12 and Classic5 (grayscale ground truths) and the scikit-image colour photos (``COLOUR``),
 every file made with OpenCV (libjpeg) as a user's software would:
 
-- ``jpeg``: a gray JPEG at QF 10, 20, ..., 90; ``colour``: a colour JPEG (4:2:0) at QF 10, 15, ..., 95;
+- ``jpeg``: a gray JPEG at QF 10, 20, ..., 90; ``colour``: a colour JPEG (4:2:0) at QF 10, 15, ..., 95 (restored at
+  every other one);
 - ``crop``: a decoded gray JPEG at QF 10-90 cropped at a grid offset (dy, dx) and saved as PNG (every offset in
   turn, ``--offsets`` per image and QF); ``colour crop``: the same of a colour JPEG, one offset per photo and QF;
 - ``resaved``: a gray JPEG at QF a re-saved as a JPEG at QF b (``RESAVES``): the coarser quantisation shaped it;
@@ -15,8 +16,9 @@ true one's luminance table (and, where the truth has one, its grid offset is the
 
 Restoration: on every ``--restore-every``-th image of each set (all colour photos), each case is restored as
 ``carn-da restore`` does (``Restorer``: the stored luma of a colour JPEG, its expert chosen from the reading) by a
-``QualityRoutedCARN`` with a fallback, and by the oracle told the true quality (the same router's choice for it; an
-image with no true quality, or one no expert is made for, goes to the fallback). PSNR on Y (gray) and, for colour, on
+``QualityRoutedCARN`` with a fallback (crops: one per image and QF, colour crops every third QF), and by the oracle
+told the true quality (the same router's choice for it; an image with no true quality, or one no expert is made for,
+goes to the fallback). PSNR on Y (gray) and, for colour, on
 RGB against the originals; the JPEG input and the fallback (the blind model) alone beside them. The routed model is
 ``--model``/``--opt`` or, by default, RDNs trained here (``EXPERTS`` and a blind one for QF 10-90, ``--iters`` each on
 Train400 compressed on the fly), joined as ``carn-da route`` joins them.
@@ -141,7 +143,7 @@ def colour_cases(name, bgr, index):
     """The cases of one colour photo: JPEGs at every quality of ``COLOUR_QUALITIES``, and a crop of each."""
     cases = []
     for k, quality in enumerate(COLOUR_QUALITIES):
-        cases.append(Case('colour', name, jpeg_encode(bgr, quality), bgr, quality, (0, 0), True))
+        cases.append(Case('colour', name, jpeg_encode(bgr, quality), bgr, quality, (0, 0), k % 2 == 0))
         dy, dx = divmod((index * len(COLOUR_QUALITIES) + k) * 7 % 64, 8)
         decoded = jpeg_compress(bgr, quality)
         cases.append(Case('colour crop', name, png(decoded[dy:, dx:]), bgr[dy:, dx:], quality, (dy, dx), k % 3 == 0))

@@ -246,11 +246,9 @@ def _block_coefficients(img):
 
 
 # Double quantisation: nats per block by which "compressed at a coarser quality, then at the last one" must beat "at
-# the last one only". Chosen on 16 BSD68 and Set12 images; then checked on 20 others (BSD68, Set12, Classic5): no
-# earlier quality found in any single compression at QF 10, 30, 50, 70, 90 or 95; found for 14 of 20 images at QF 10
-# then 30, 19 of 20 at 20 then 50, 18 of 20 at 40 then 60 (2 more as 39), all at 30 or 50 then 90, 60 then 80 and 70
-# then 95 (the rest keep the last quality). benchmarks/real_world.py measures it on every re-saved case.
-_EARLIER_MIN_FIT = 1.5
+# the last one only". On 5 BSD68 images, single compressions at QF 30 and 50 score at most 0.11 for their best coarser
+# candidate, QF 10 then 30 and 40 then 60 at least 2.1; benchmarks/real_world.py measures every case (docs/RESULTS.md).
+_EARLIER_MIN_FIT = 0.5
 _EARLIER_OUTLIER = 0.02
 
 
@@ -260,10 +258,11 @@ def _earlier_quality(img, quality, qualities):
 
     Each AC coefficient of the last compression is m steps s_b of its table; had it been quantised before with a
     coarser step s_a, m s_b is within s_b / 2 of a multiple of s_a: only a share s_b / s_a of the integers m can occur.
-    Against a density of m smooth at that scale, every m with |m| >= 2 scores log((1 - e) s_a / s_b + e) if it can
-    occur, log(e) if not (e: :data:`_EARLIER_OUTLIER`), over the frequencies where s_a > s_b (m = 0 fits every step,
-    and around |m| = 1 the density of a single compression is too peaked to count as smooth); the best candidate is
-    kept above :data:`_EARLIER_MIN_FIT` nats per block.
+    Against a density of m smooth at that scale, every m with |m| >= 2 scores log((1 - e) / p + e) if it can occur
+    (p: the share of the integers that can, about s_b / s_a; more where m s_b falls halfway between), log(e) if not
+    (e: :data:`_EARLIER_OUTLIER`), over the frequencies where s_a > s_b (m = 0 fits every step, and around |m| = 1
+    the density of a single compression is too peaked to count as smooth); the best candidate is kept above
+    :data:`_EARLIER_MIN_FIT` nats per block.
     """
     coefs = _block_coefficients(img)
     last = IJG_TABLES[quality - 1]
@@ -278,7 +277,8 @@ def _earlier_quality(img, quality, qualities):
         coarse, fine = IJG_TABLES[earlier - 1, 1:, None], last[1:, None]
         used = coarse[:, 0] > fine[:, 0]
         possible = np.abs(np.rint(values * fine / coarse) * coarse - values * fine) <= fine / 2
-        log_ratio = np.where(possible, np.log((1 - _EARLIER_OUTLIER) * coarse / fine + _EARLIER_OUTLIER),
+        share = possible[:, np.abs(values) >= 2].mean(axis=1, keepdims=True)  # about s_b / s_a, more on ties
+        log_ratio = np.where(possible, np.log((1 - _EARLIER_OUTLIER) / share + _EARLIER_OUTLIER),
                              np.log(_EARLIER_OUTLIER))
         score = (hist[used] * log_ratio[used]).sum()
         if score > best_score:
