@@ -53,7 +53,7 @@ from carn_da import recipes
 from carn_da.runs import latest_generator, train_unless_done
 from carn_da.utils.checkpoint import load_model, routed_state
 from carn_da.utils.files import save_torch_atomic, write_atomic, write_options
-from carn_da.utils.images import decode, decode_ycbcr
+from carn_da.utils.images import decode
 from carn_da.utils.inference import Restorer
 from carn_da.utils.jpeg import IJG_TABLES, jpeg_compress, jpeg_encode, read_jpeg_quality
 
@@ -207,10 +207,9 @@ def restore_case(restorer, case, reading):
     """{label: scores} of the JPEG input, the routed model, the oracle and the fallback on one case; every expert runs
     once per case."""
     img, _ = decode(case.data)
-    ycbcr = decode_ycbcr(case.data) if img.ndim == 3 else None
     router = restorer.net
     routes = {'routed': router.route(reading.quality), 'oracle': router.route(case.quality), 'blind': router.fallback}
-    outputs = {route: restorer(img, ycbcr, router.expert(route)) for route in set(routes.values())}
+    outputs = {route: restorer(img, case.data, router.expert(route)) for route in set(routes.values())}
     return {'JPEG': scores(img, case), **{label: scores(outputs[route], case) for label, route in routes.items()}}
 
 

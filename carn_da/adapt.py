@@ -73,7 +73,7 @@ from carn_da.utils.cli import add_inference_arguments, check_inference_arguments
 from carn_da.utils.device import choose_device
 from carn_da.utils.errors import BadInput, UserError
 from carn_da.utils.files import load_options, save_torch_atomic, write_atomic, write_options
-from carn_da.utils.images import decode, decode_ycbcr, read_input
+from carn_da.utils.images import decode, read_input
 from carn_da.utils.inference import Restorer
 from carn_da.utils.jpeg import quality_histogram, to_gray
 from carn_da.utils.logs import logged_values
@@ -259,7 +259,7 @@ def measure(label, restorer, targets, stems, gts, channels):
             tqdm.write(f'skipping target {targets[stem]}: {error}', file=sys.stderr)
             stems.remove(stem)
             continue
-        out = img if restorer is None else restorer(img, decode_ycbcr(data) if img.ndim == 3 else None)
+        out = img if restorer is None else restorer(img, data)
         luma = to_gray(out)
         if min(luma.shape) >= 8 and max(luma.shape) >= 16:
             befs.append(blocking_effect_factor(luma))
@@ -442,7 +442,7 @@ def quality_histograms(args, targets):
     return histograms
 
 
-def write_routed_model(args, histograms, targets):
+def write_routed_model(args, histograms):
     """Write ``--out``/``routed.yml`` and ``net_g_routed.pth``: the source model for the source JPEGs' qualities (or,
     when they are unknown, as the fallback for every quality but the targets') and the adapted one for the targets'
     (QualityRoutedCARN, as ``carn-da route`` does; qualities as :func:`carn_da.utils.jpeg.file_quality` reads them).
@@ -516,7 +516,7 @@ def run(args, command):
         return 1
     adapted, _ = load_model(latest_generator(args.name, args.root), args.opt, device)
     results[AFTER] = measure(AFTER, Restorer(adapted, channels, device, **tiles), targets, stems, gts, channels)
-    routed = write_routed_model(args, histograms, targets)
+    routed = write_routed_model(args, histograms)
     write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)), routed,
                  skipped)
     return 0

@@ -48,7 +48,7 @@ from carn_da.utils.cli import add_inference_arguments, check_inference_arguments
 from carn_da.utils.device import choose_device, choose_dtype
 from carn_da.utils.errors import BadInput, UserError
 from carn_da.utils.files import check_output_folder, check_outputs_spare_inputs, file_id, file_ids, write_atomic
-from carn_da.utils.images import ORIENT, STDIN, decode, decode_ycbcr, encode, read_input
+from carn_da.utils.images import ORIENT, STDIN, decode, encode, read_input
 from carn_da.utils.inference import Restorer
 from carn_da.utils.jpeg import QualityReading, estimate_grid_and_quality, read_jpeg_quality, to_gray
 
@@ -110,7 +110,7 @@ def restore_file(restorer, path, out_path, ext, reading_needed):
     net, restored_by = restorer.choose(reading)
     if restorer.routes:
         tqdm.write(f'{path}: {reading} -> {restored_by}', file=sys.stderr)
-    out = restorer(img, decode_ycbcr(data) if img.ndim == 3 else None, net)
+    out = restorer(img, data, net)
     data = encode(np.ascontiguousarray(ORIENT.get(orientation, np.asarray)(out)), ext)
     try:
         write_atomic(out_path, data)

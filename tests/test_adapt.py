@@ -172,7 +172,7 @@ def test_the_source_is_the_fallback_when_its_quality_is_unknown(data, experiment
     shutil.copy(data['model'], latest_generator(name, str(tmp_path)))
     args = parsed_args(data, osp.join(data['source'], 'gt'), data['pile'], tmp_path, '--name', name)
     histograms = {'source': (args.source_lq, {None: 6}), 'target': (args.target, {30: 1})}
-    routed = adapt.write_routed_model(args, histograms, {})
+    routed = adapt.write_routed_model(args, histograms)
     assert routed['experts'] == [None, [30]]
     network = yaml.safe_load(open(routed['options']))['network_g']
     assert [expert.get('fallback', False) for expert in network['experts']] == [True, False]
@@ -229,7 +229,7 @@ def test_routed_model_reads_the_quality_of_non_jpeg_targets_from_their_pixels(da
     target = quality_histogram([png, jpeg])
     assert target == {50: 1, 90: 1}
     histograms = {'source': (args.source_lq, {10: 6}), 'target': (args.target, target)}
-    routed = adapt.write_routed_model(args, histograms, {'img001.png': png, 'img003.jpg': jpeg})
+    routed = adapt.write_routed_model(args, histograms)
     assert routed['experts'] == [[10], [50, 90]]
     assert osp.isfile(routed['checkpoint']) and osp.isfile(routed['options'])
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import textured_image
 from os import path as osp
+from test_restore import run as restore
 from test_restore import save_model
 
 from carn_da import cli
@@ -104,14 +105,6 @@ def test_a_fallback_expert_takes_every_quality_no_expert_is_made_for():
             QualityRoutedCARN(experts)
 
 
-def restore(capsys, *argv):
-    try:
-        code = cli.main(['restore', *map(str, argv)])
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr()
-
-
 def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, experts, capsys):
     """Experts for QF 10 and QF 70/90 and a fallback: a colour JPEG goes where its gray twin goes, a crop off the grid
     where the whole photo goes, a re-saved JPEG to the expert of its earlier, coarser quality; a resized JPEG and a
@@ -143,9 +136,9 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
     for name, data in files.items():
         (pile / name).write_bytes(data)
     routed = (tmp_path / 'routed' / 'net_g.pth', tmp_path / 'routed' / 'routed.yml')
-    code, out = restore(capsys, pile, '-o', tmp_path / 'out', '--model', routed[0], '--opt', routed[1], '--report',
-                        tmp_path / 'report.csv')
-    assert code == 0, out.err
+    code, _, stderr = restore(capsys, pile, '-o', tmp_path / 'out', '--model', routed[0], '--opt', routed[1],
+                              '--report', tmp_path / 'report.csv')
+    assert code == 0, stderr
     with open(tmp_path / 'report.csv', encoding='utf-8') as f:
         rows = {osp.basename(row['input']): row for row in csv.DictReader(f)}
     expected = {
@@ -162,7 +155,7 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
     } == expected
     assert rows['resaved.jpg']['header_quality'] == '90' and 'earlier, coarser' in rows['resaved.jpg']['note']
     assert 'no JPEG grid' in rows['resized.png']['note'] and all(row['status'] == 'restored' for row in rows.values())
-    assert f'{pile / "crop70.png"}: QF 70 (pixels, grid offset 3,5) -> QF 70,90' in out.err
+    assert f'{pile / "crop70.png"}: QF 70 (pixels, grid offset 3,5) -> QF 70,90' in stderr
     # the colour JPEG's luma is restored by the expert its gray twin goes to
     low = load_model(*experts['10'])[0]
     luma = cv2.cvtColor(cv2.imread(str(tmp_path / 'out' / 'color10.png')), cv2.COLOR_BGR2YCrCb)[..., 0]

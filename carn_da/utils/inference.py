@@ -4,6 +4,8 @@ import numpy as np
 import torch
 from basicsr.utils.img_util import img2tensor, tensor2img
 
+from carn_da.utils.images import decode_ycbcr
+
 
 def _resolve_device(net, device):
     if device is not None:
@@ -95,8 +97,8 @@ def jfif_to_bgr(luma, ycbcr):
 class Restorer:
     """Restores uint8 images (H, W), (H, W, 3) BGR or (H, W, 4) BGRA with a CARN of 1 or 3 channels.
 
-    Colour through a 1-channel network: the Y of YCbCr is restored, Cb and Cr are kept; for a colour JPEG, the planes
-    libjpeg decodes (``ycbcr``, :func:`carn_da.utils.images.decode_ycbcr`: the Y the JPEG quantised), otherwise
+    Colour through a 1-channel network: the Y of YCbCr is restored, Cb and Cr are kept; for a colour JPEG whose bytes
+    are given, the planes libjpeg decodes (:func:`carn_da.utils.images.decode_ycbcr`: the Y the JPEG quantised), else
     OpenCV's BT.601 ``COLOR_BGR2YCrCb`` in float. Gray through a 3-channel network: replicated to RGB, restored,
     converted back to gray. Alpha is kept. ``dtype`` is the network's (float32, or float16 / bfloat16 with
     ``--half``); ``tile`` and ``tile_overlap`` are those of :func:`infer`. A router (``QualityRoutedCARN``) restores
@@ -127,12 +129,13 @@ class Restorer:
         out = infer(self.net if net is None else net, lq, self.device, self.tile, self.tile_overlap)
         return out[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
 
-    def __call__(self, img, ycbcr=None, net=None):
-        """The restored ``img``; ``ycbcr``: its planes as decoded, if it is a colour JPEG; ``net``: the network to
-        run instead of the whole one (:meth:`choose`)."""
+    def __call__(self, img, data=None, net=None):
+        """The restored ``img``; ``data``: the bytes of its file (a colour JPEG's own planes are then used); ``net``:
+        the network to run instead of the whole one (:meth:`choose`)."""
         gray = img.ndim == 2
         x = (img if gray else img[..., :3]).astype(np.float32) / 255.
         if not gray and self.channels == 1:
+            ycbcr = None if data is None else decode_ycbcr(data)
             if ycbcr is None:
                 ycrcb = cv2.cvtColor(x, cv2.COLOR_BGR2YCrCb)
                 ycrcb[..., :1] = self.run(ycrcb[..., :1], net)

@@ -209,12 +209,11 @@ def _lattice_scores(hist, steps):
     return scores
 
 
-def _quality_log_likelihoods(img, qualities, transposed=False):
-    """Per quality of ``qualities`` (int array), the log-likelihood ratio (nats) of the block DCT coefficients of
-    ``img`` (uint8 HxW, grid at its top-left pixel) under its table against no quantisation, as :func:`estimate_quality`
+def _quality_log_likelihoods(coefs, qualities, transposed=False):
+    """Per quality of ``qualities`` (int array), the log-likelihood ratio (nats) of the block DCT coefficients
+    ``coefs`` (:func:`_block_coefficients`) under its table against no quantisation, as :func:`estimate_quality`
     scores them (0 for quality 100), and the number of blocks used. ``transposed``: the better of the table and its
     transpose (that of a JPEG turned by 90 degrees; flips keep the table)."""
-    coefs = _block_coefficients(img)
     # per-frequency histograms of the coefficients rounded to integers, without -1..1
     size = 2 * _COEF_RANGE + 1
     values = np.clip(np.rint(coefs).astype(np.int64), -_COEF_RANGE, _COEF_RANGE) + _COEF_RANGE
@@ -252,9 +251,9 @@ _EARLIER_MIN_FIT = 0.5
 _EARLIER_OUTLIER = 0.02
 
 
-def _earlier_quality(img, quality, qualities):
-    """The quality of ``qualities``, coarser than ``quality``, at which ``img`` (uint8 HxW, grid at its top-left pixel,
-    last compressed at ``quality``) was compressed before, or None.
+def _earlier_quality(coefs, quality, qualities):
+    """The quality of ``qualities``, coarser than ``quality``, at which an image whose block DCT coefficients are
+    ``coefs`` (:func:`_block_coefficients`; last compressed at ``quality``) was compressed before, or None.
 
     Each AC coefficient of the last compression is m steps s_b of its table; had it been quantised before with a
     coarser step s_a, m s_b is within s_b / 2 of a multiple of s_a: only a share s_b / s_a of the integers m can occur.
@@ -264,7 +263,6 @@ def _earlier_quality(img, quality, qualities):
     the density of a single compression is too peaked to count as smooth); the best candidate is kept above
     :data:`_EARLIER_MIN_FIT` nats per block.
     """
-    coefs = _block_coefficients(img)
     last = IJG_TABLES[quality - 1]
     steps = np.rint(coefs[:, 1:] / last[1:]).astype(np.int64)  # m per block and AC frequency
     reach = max(int(np.abs(steps).max()), 1)
@@ -326,7 +324,7 @@ def estimate_quality(img, qualities=range(1, 101)):
         int: The estimated quality, one of ``qualities``.
     """
     qualities = _candidate_qualities(qualities)
-    return _middle_of_best(qualities, _quality_log_likelihoods(_gray_image(img), qualities)[0])
+    return _middle_of_best(qualities, _quality_log_likelihoods(_block_coefficients(_gray_image(img)), qualities)[0])
 
 
 _GRID_MAX_BLOCKS = 64  # block rows (and columns) per offset the grid search uses at most, evenly spaced
@@ -421,13 +419,14 @@ def _pixel_reading(img, qualities):
         z = (means[best] - means[second]) * np.sqrt(counts[best])
         candidates = [divmod(int(best), 8)] + ([(0, 0)] if z < _GRID_MIN_Z and best != 0 else [])
     for top, left in candidates:
-        totals, blocks = _quality_log_likelihoods(img[top:, left:], qualities, transposed=True)
+        coefs = _block_coefficients(img[top:, left:])  # the grid's coefficients, for both estimates
+        totals, blocks = _quality_log_likelihoods(coefs, qualities, transposed=True)
         quality = _middle_of_best(qualities, totals)
         # off (0, 0), only a grid the DC lattice located: not that of a table whose DC step is 1 (QF > 95)
         located = (top, left) == (0, 0) or IJG_TABLES[quality - 1, 0] > 1
         if totals.max() >= max(_MIN_FIT * blocks, _MIN_NATS) and located:
             offset = ((8 - top) % 8, (8 - left) % 8)
-            earlier = _earlier_quality(img[top:, left:], quality, qualities) if quality < 100 else None
+            earlier = _earlier_quality(coefs, quality, qualities) if quality < 100 else None
             if earlier is None:
                 return QualityReading(quality, offset, 'pixels', pixel_quality=quality), totals
             reason = f'compressed at QF {earlier} before its last compression at QF {quality}'
