@@ -13,6 +13,8 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['carn_da', 'carn_da.*']),
+    # the shipped models (scripts/train_zoo.py): weights, options, model cards and their manifest
+    package_data={'carn_da': ['weights/*.pth', 'weights/*.yml', 'weights/*.md', 'weights/models.json']},
     python_requires='>=3.10',  # zip(strict=True)
     install_requires=[
         'torch', 'torchvision', 'basicsr>=1.4.2', 'numpy', 'opencv-python', 'pyyaml', 'lmdb', 'tb-nightly',

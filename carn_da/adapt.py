@@ -78,6 +78,7 @@ from carn_da.utils.inference import Restorer
 from carn_da.utils.jpeg import quality_histogram, to_gray
 from carn_da.utils.logs import logged_values
 from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, markdown_table, mean_scores
+from carn_da.utils.zoo import resolve_model
 
 # 1000 steps of batch 8 and patch 48: minutes on a GPU; on 2 idle CPU cores 5-7 min for the CPU-sized RDNs of
 # options/demo and benchmarks/da_study.py (0.3-0.4 s per step in their logs; twice that beside other jobs).
@@ -379,8 +380,13 @@ def add_training_arguments(parser):
 
 def parse_args(argv=None):
     parser = command_parser('carn-da adapt', __doc__)
-    parser.add_argument('--model', required=True, metavar='CHECKPOINT', help='The source model (BasicSR checkpoint).')
-    parser.add_argument('--opt', required=True, metavar='OPTIONS.yml', help="Option file with the model's network_g.")
+    parser.add_argument(
+        '--model',
+        required=True,
+        metavar='NAME|CHECKPOINT',
+        help='The source model: a shipped one by name (carn-da models) or a BasicSR checkpoint with --opt.')
+    parser.add_argument(
+        '--opt', metavar='OPTIONS.yml', help="Option file with the model's network_g (with --model CHECKPOINT).")
     parser.add_argument('--source-gt', required=True, metavar='DIR', help='Ground truths of the source pairs.')
     parser.add_argument(
         '--source-lq',
@@ -484,6 +490,7 @@ def run(args, command):
         root = getattr(args, option)
         if root is not None and not osp.isdir(root):
             raise UserError(f'--{option.replace("_", "-")}: folder {root} does not exist.')
+    args.model, args.opt = resolve_model(args.model, args.opt)
     check_out(args.out)
     check_source_images(args)
     if osp.isdir(experiment_dir(args.name, args.root)) and not args.resume:

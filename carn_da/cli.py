@@ -12,6 +12,7 @@ COMMANDS = {
     'restore': ('carn_da.restore', 'restore JPEG images with a trained CARN'),
     'adapt': ('carn_da.adapt', 'adapt a trained CARN to your JPEGs without their ground truth'),
     'route': ('carn_da.route', 'join models for different JPEG qualities into one that routes each image'),
+    'models': ('carn_da.list_models', 'list the shipped models, their scores and model cards'),
     'import': ('carn_da.import_model', 'convert a published MatConvNet model (e.g. DnCNN-3) into a carn-da model'),
 }
 

@@ -1,12 +1,15 @@
 """Restore JPEG images (or any 8-bit images) with a trained CARN and write them losslessly.
 
+    carn-da restore photos/ -o restored/                  # the default shipped model (carn-da models)
     carn-da restore photos/ -o restored/ --model net_g_latest.pth --opt options/train_rdn_sq_qf10.yml
     carn-da restore photo.jpg -o restored/ --model ... --opt ... --tile 512 --half
     cat photo.jpg | carn-da restore - -o restored/ --model ... --opt ...      (writes restored/stdin.png)
 
-(also ``python -m carn_da.restore ...``). The option file's ``network_g`` builds the network (a training option
-file works as is); the checkpoint is BasicSR's (``params_ema`` if present, else ``params``) or a bare state dict,
-loaded with ``torch.load(weights_only=True)``: a checkpoint holding pickled Python objects is refused.
+(also ``python -m carn_da.restore ...``). ``--model NAME`` picks a shipped model (``carn_da/weights``, each
+checked against its SHA-256); without ``--model``, the default one restores. Otherwise the option file's
+``network_g`` builds the network (a training option file works as is); the checkpoint is BasicSR's (``params_ema``
+if present, else ``params``) or a bare state dict, loaded with ``torch.load(weights_only=True)``: a checkpoint
+holding pickled Python objects is refused.
 
 Grayscale and colour: a 1-channel model restores a colour image on the Y channel of YCbCr and keeps Cb and Cr: for
 a colour JPEG, the Y, Cb and Cr planes as libjpeg decodes them (the Y the JPEG quantised, not a luma recomputed from
@@ -51,6 +54,7 @@ from carn_da.utils.files import check_output_folder, check_outputs_spare_inputs,
 from carn_da.utils.images import ORIENT, STDIN, decode, encode, read_input
 from carn_da.utils.inference import Restorer
 from carn_da.utils.jpeg import QualityReading, estimate_grid_and_quality, read_jpeg_quality, to_gray
+from carn_da.utils.zoo import resolve_model
 
 
 def list_inputs(source, pattern, out_dir):
@@ -183,8 +187,12 @@ def parse_args(argv=None):
     parser = command_parser('carn-da restore', __doc__)
     parser.add_argument('input', metavar='INPUT', help='An image file, a folder (searched recursively) or - (stdin).')
     parser.add_argument('-o', '--out', required=True, metavar='OUTDIR', help='Output folder.')
-    parser.add_argument('--model', required=True, metavar='CHECKPOINT', help='BasicSR checkpoint of network_g.')
-    parser.add_argument('--opt', required=True, metavar='OPTIONS.yml', help='Option file with network_g.')
+    parser.add_argument(
+        '--model',
+        metavar='NAME|CHECKPOINT',
+        help='A shipped model by name (carn-da models), or a BasicSR checkpoint of network_g with --opt. Default: '
+        'the default shipped model.')
+    parser.add_argument('--opt', metavar='OPTIONS.yml', help='Option file with network_g (with --model CHECKPOINT).')
     parser.add_argument(
         '--glob',
         metavar='PATTERN',
@@ -213,7 +221,7 @@ def parse_args(argv=None):
 def run(args):
     device = choose_device(args.device)
     dtype = choose_dtype(args.half, device)
-    net, channels = load_model(args.model, args.opt, device)
+    net, channels = load_model(*resolve_model(args.model, args.opt), device)
     inputs = list_inputs(args.input, args.glob, args.out)
     if not inputs:
         raise UserError(f'No images in {args.input}' + (f' matching {args.glob}.' if args.glob else '.'))

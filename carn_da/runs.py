@@ -68,11 +68,11 @@ def changed_options(old, new, prefix=''):
     ]
 
 
-def train_unless_done(opt, options_dir, root):
+def train_unless_done(opt, options_dir, root, resume=False):
     """Train ``opt`` in ``root`` (written to ``options_dir``, in a preloaded process: see :func:`train`) unless an
     experiment of its name finished there already; return the wall time in seconds (0 when reused). ValueError if that
     experiment recorded other options (its logger aside): a changed recipe never reuses a model trained by the old
-    one."""
+    one. ``resume``: continue an unfinished training from its last saved state (BasicSR's ``--auto_resume``)."""
     if osp.isfile(latest_generator(opt['name'], root)):
         recorded = osp.join(experiment_dir(opt['name'], root), f'{opt["name"]}.yml')
         changed = []
@@ -86,5 +86,6 @@ def train_unless_done(opt, options_dir, root):
         return 0.0
     start = time.time()
     print(f'training {opt["name"]} ({opt["train"]["total_iter"]} iterations)', flush=True)
-    train(write_options(opt, osp.join(options_dir, f'{opt["name"]}.yml')), root=root, quiet=True, preloaded=True)
+    opt_path = write_options(opt, osp.join(options_dir, f'{opt["name"]}.yml'))
+    train(opt_path, *(['--auto_resume'] if resume else []), root=root, quiet=True, preloaded=True)
     return time.time() - start

@@ -339,6 +339,53 @@ def test_jpeg_range_compresses_the_ground_truth_when_read(tmp_path):
     assert occurs(jpeg_compress(gts['a'], 10), as_uint8(patch['lq']))  # compressed whole, then cropped
 
 
+def test_degradations_resave_resize_or_leave_clean_as_configured(tmp_path):
+    write_pairs(tmp_path, ['a'], h=96, w=128)
+    gt = textured_image(np.random.default_rng(3), 96, 128)
+    cv2.imwrite(str(tmp_path / 'gt' / 'a.png'), gt)
+    opt = paired_opt(tmp_path, 'val', dataroot_lq=None, jpeg_range=[30, 30])
+    clean = JPEGPairedDataset(dict(opt, clean_prob=1))[0]
+    assert np.array_equal(as_uint8(clean['lq']), gt) and np.array_equal(as_uint8(clean['gt']), gt)
+    resaving = JPEGPairedDataset(dict(opt, jpeg_range=[10, 90], resave_prob=1))
+    qualities = iter([30, 70])
+    resaving.random_quality = lambda: next(qualities)
+    resaved = as_uint8(resaving[0]['lq'])
+    assert np.array_equal(resaved, jpeg_compress(jpeg_compress(gt, 30), 70))
+    assert not any(np.array_equal(resaved, jpeg_compress(gt, q)) for q in (30, 70))
+    random.seed(1)
+    resized = JPEGPairedDataset(dict(opt, resize_prob=1, resize_range=[0.5, 0.5], gt_size=48))
+    for _ in range(6):
+        item = resized[0]
+        lq, small_gt = as_uint8(item['lq']), as_uint8(item['gt'])
+        assert lq.shape == small_gt.shape == (48, 64)
+        resizes = [[cv2.resize(img, (64, 48), interpolation=interpolation) for img in (jpeg_compress(gt, 30), gt)]
+                   for interpolation in (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)]
+        assert any(np.array_equal(lq, a) and np.array_equal(small_gt, b) for a, b in resizes)
+    too_small = JPEGPairedDataset(dict(opt, resize_prob=1, resize_range=[0.5, 0.5], gt_size=64, phase='train'))
+    assert too_small[0]['lq'].shape == (1, 64, 64)  # 48x64 would not fit the patch: left at full size
+
+
+@pytest.mark.parametrize('options, message', [
+    ({
+        'resize_prob': 1.5
+    }, r'resize_prob must be a probability'),
+    ({
+        'clean_prob': 0.1,
+        'jpeg_range': None
+    }, 'clean_prob .* needs jpeg_range'),
+    ({
+        'resize_range': [0.5, 2]
+    }, 'resize_range must be'),
+])
+def test_bad_degradations_raise_naming_the_key(tmp_path, options, message):
+    write_pairs(tmp_path, ['a'])
+    opt = dict(paired_opt(tmp_path, dataroot_lq=None, jpeg_range=[10, 90]), **options)
+    if opt['jpeg_range'] is None:
+        opt['dataroot_lq'] = str(tmp_path / 'qf10')
+    with pytest.raises(ValueError, match=message):
+        JPEGPairedDataset(opt)
+
+
 @pytest.mark.parametrize('jpeg_range, message', [([10], r'\[min, max\]'), ([50, 10], 'above max'), ([0, 10], '1..100'),
                                                  ([10, 20], 'remove dataroot_lq')])
 def test_bad_jpeg_range_raises(tmp_path, jpeg_range, message):

@@ -1,3 +1,4 @@
+import cv2
 import random
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
@@ -27,6 +28,14 @@ class JPEGPairedDataset(data.Dataset):
             jpeg_range (list[int]): Instead of LQ roots, JPEG-compress each whole ground-truth image (OpenCV's
                 libjpeg) at a quality drawn uniformly from ``[min, max]`` (inclusive) every time it is read, before
                 cropping: a blind model's training set (DnCNN-3, FBCNN: ``[10, 90]``), or ``[q, q]`` for one QF.
+            resave_prob (float): With ``jpeg_range``, the share of images saved twice: compressed again at a second
+                quality drawn from ``jpeg_range`` (a re-saved photo). Default: 0.
+            resize_prob (float): With ``jpeg_range``, the share of JPEGs then resized, with their ground truth, by a
+                factor drawn from ``resize_range`` (default ``[0.5, 0.9]``) with area, bilinear or bicubic
+                interpolation (a resized photo: its blocks no longer on an 8x8 grid). Kept only where the result
+                still fits ``gt_size``. Default: 0.
+            clean_prob (float): With ``jpeg_range``, the share of images left uncompressed (LQ = GT): a blind model
+                that sees them learns to leave a clean image alone. Default: 0.
             dataroot_lqs (list[str]): Instead of ``dataroot_lq``, several LQ roots of the same ground truth, pooled
                 (the paper's BQ scenario: ``[qf10.lmdb, qf70.lmdb]``). A separate key, since BasicSR's option
                 parser treats ``dataroot_lq`` as one path.
@@ -64,6 +73,7 @@ class JPEGPairedDataset(data.Dataset):
         self.io_backend_opt = opt.get('io_backend', {'type': 'disk'})
         self.gt_folder = check_root(opt, 'dataroot_gt')
         self.jpeg_range = self.check_jpeg_range(opt)
+        self.degradations = self.check_degradations(opt)
         self.lq_folders = [] if self.synthesizes_lq(opt) else self.lq_roots(opt)
         self.lq_folder = (self.lq_folders or [self.gt_folder])[0]
         self.paths = self.gt_only_paths(opt) if self.synthesizes_lq(opt) else self.pairs_of_roots(opt)
@@ -110,6 +120,39 @@ class JPEGPairedDataset(data.Dataset):
         if opt.get('dataroot_lq') is not None or opt.get('dataroot_lqs') is not None:
             raise ValueError('jpeg_range compresses the ground truth on the fly: remove dataroot_lq / dataroot_lqs.')
         return tuple(jpeg_range)
+
+    def check_degradations(self, opt):
+        """{'resave_prob', 'resize_prob', 'clean_prob', 'resize_range'} of the options; ValueError naming a key that
+        is out of range or given without ``jpeg_range``."""
+        found = {key: opt.get(key, 0) for key in ('resave_prob', 'resize_prob', 'clean_prob')}
+        for key, value in found.items():
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise ValueError(f'{key} must be a probability in [0, 1], got {value!r}.')
+            if value and self.jpeg_range is None:
+                raise ValueError(f'{key} degrades JPEGs made on the fly: it needs jpeg_range.')
+        scales = opt.get('resize_range', [0.5, 0.9])
+        if not (isinstance(scales, (list, tuple)) and len(scales) == 2 and 0 < scales[0] <= scales[1] <= 1):
+            raise ValueError(f'resize_range must be [min, max] scales with 0 < min <= max <= 1, got {scales!r}.')
+        return dict(found, resize_range=tuple(scales))
+
+    def synthesize(self, img_gt, quality):
+        """(LQ, GT) made from a ground truth: JPEG at ``quality`` (or a random one), then, with their
+        probabilities, saved again, resized (GT too) or left clean instead (see the class)."""
+        chance = self.degradations
+        if random.random() < chance['clean_prob']:
+            return img_gt.copy(), img_gt
+        img_lq = jpeg_compress(img_gt, quality or self.random_quality())
+        if random.random() < chance['resave_prob']:
+            img_lq = jpeg_compress(img_lq, self.random_quality())
+        if random.random() < chance['resize_prob']:
+            scale = random.uniform(*chance['resize_range'])
+            size = tuple(round(side * scale) for side in img_gt.shape[1::-1])
+            if min(size) >= self.gt_size:
+                interpolation = random.choice([cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC])
+                img_lq, img_gt = (
+                    cv2.resize(img, size, interpolation=interpolation).reshape(size[::-1] + img.shape[2:])
+                    for img in (img_lq, img_gt))
+        return img_lq, img_gt
 
     def synthesizes_lq(self, opt):
         """Whether LQ images are JPEG-compressed from the ground truth when read (no LQ roots)."""
@@ -184,7 +227,7 @@ class JPEGPairedDataset(data.Dataset):
         lq_path, gt_path = pair['lq_path'], pair['gt_path']
         img_gt = read_image(self.file_client, gt_path, 'gt', self.color)
         if quality is not None or lq_path is None:
-            img_lq, lq_path = jpeg_compress(img_gt, quality or self.random_quality()), None
+            (img_lq, img_gt), lq_path = self.synthesize(img_gt, quality), None
         else:
             img_lq = read_image(self.file_client, lq_path, pair['lq_client'], self.color)
             check_same_size(img_lq, img_gt, lq_path, gt_path)
