@@ -4,6 +4,13 @@
         --source-gt datasets/Train400/gt --source-lq datasets/Train400/qf10 --target my_jpegs/ --name my_jpegs
     carn-da adapt --model models/DnCNN3.pth --opt models/DnCNN3.yml --source-gt datasets/Train400/gt \\
         --target my_jpegs/        # a blind source model (carn-da import), clean images only
+    carn-da adapt --target my_jpegs/ --restore restored/   # the shipped models and photos: nothing else to give
+
+Without ``--model``, the source is the shipped blind model (``carn-da models``: its adapt source) and the routed
+model written extends the shipped default model (the adapted model for your JPEGs' qualities, the shipped experts
+and blind model for every other); without ``--source-gt``, the source images are 12 photos of scikit-image, written
+as gray PNGs under ``--out``/source_photos. ``--restore OUTDIR`` then restores your JPEGs with the routed model, as
+``carn-da restore`` does.
 
 (also ``python -m carn_da.adapt``). The source model keeps training on its labelled data (``--source-gt``,
 ``--source-lq``: ground truths and JPEGs of the quality it was trained on, folders or BasicSR LMDBs) while it learns
@@ -72,11 +79,13 @@ from carn_da.utils.checkpoint import load_model, load_state_dict, network_option
 from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
 from carn_da.utils.device import choose_device
 from carn_da.utils.errors import BadInput, UserError
-from carn_da.utils.files import load_options, save_torch_atomic, write_atomic, write_options
-from carn_da.utils.images import decode, read_input
+from carn_da.utils.files import check_output_folder, load_options, save_torch_atomic, write_atomic, write_options
+from carn_da.utils.images import decode, read_input, write_sample_photos
 from carn_da.utils.inference import Restorer
 from carn_da.utils.jpeg import quality_histogram, to_gray
 from carn_da.utils.logs import logged_values
+from carn_da.utils.restoring import list_inputs, restore_files
+from carn_da.utils.restoring import write_report as write_restore_report
 from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, markdown_table, mean_scores
 from carn_da.utils.zoo import resolve_model
 
@@ -297,6 +306,9 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
                'images of any other or an unknown quality pass unchanged: no blind model is in the set'
                if source_qfs else f'the adapted model for QF {target_qfs} (within 2), the source model for every other '
                'or an unknown quality')
+    if routed.get('base'):
+        experts = (f'the adapted model for QF {target_qfs} (within 2), the shipped model {routed["base"]} (its experts '
+                   'and blind fallback) for every other or an unknown quality')
     routing = (f'Routed model ({experts}; quality read per image from the file; it forgets nothing at the source '
                f'quality): `carn-da restore INPUT -o OUTDIR --model {shown(routed["checkpoint"])} --opt '
                f'{shown(routed["options"])}`  ')
@@ -382,12 +394,16 @@ def parse_args(argv=None):
     parser = command_parser('carn-da adapt', __doc__)
     parser.add_argument(
         '--model',
-        required=True,
         metavar='NAME|CHECKPOINT',
-        help='The source model: a shipped one by name (carn-da models) or a BasicSR checkpoint with --opt.')
+        help='The source model: a shipped one by name (carn-da models) or a BasicSR checkpoint with --opt. Default: '
+        "the shipped blind model (adapt source); the routed model written then extends the shipped default model.")
     parser.add_argument(
         '--opt', metavar='OPTIONS.yml', help="Option file with the model's network_g (with --model CHECKPOINT).")
-    parser.add_argument('--source-gt', required=True, metavar='DIR', help='Ground truths of the source pairs.')
+    parser.add_argument(
+        '--source-gt',
+        metavar='DIR',
+        help='Ground truths of the source pairs. Default: 12 photos of scikit-image, written as gray PNGs under --out '
+        '(source_photos).')
     parser.add_argument(
         '--source-lq',
         metavar='DIR',
@@ -412,9 +428,16 @@ def parse_args(argv=None):
         default=100,
         help='Measure BEF on at most this many target images (spread over them), plus all with a ground truth. '
         'Default: 100.')
+    parser.add_argument(
+        '--restore',
+        metavar='OUTDIR',
+        help='Then restore every target with the routed model into OUTDIR (as carn-da restore does; its per-image '
+        'report goes to --out as restore_report.csv).')
     add_inference_arguments(parser)
     args = parser.parse_args(argv)
     check_inference_arguments(parser, args)
+    if args.source_lq is not None and args.source_gt is None:
+        parser.error('--source-lq pairs with ground truths: give them with --source-gt')
     if args.recipe == 'paper' and args.source_lq is None:
         parser.error('--recipe paper trains on source pairs: give their JPEGs with --source-lq')
     lr, batch = RECIPE_DEFAULTS[args.recipe]
@@ -436,6 +459,7 @@ def parse_args(argv=None):
         parser.error(f'--name may hold letters, digits, _ . and - only, got {args.name!r}')
     args.root = osp.abspath(args.out or os.curdir)  # where the training runs: experiments/ and tb_logger/
     args.out = args.out or osp.join('results', args.name)
+    args.base = None  # the shipped routed model the result extends: set by run() when no --model is given
     return parser, args
 
 
@@ -449,19 +473,48 @@ def quality_histograms(args, targets):
 
 
 def write_routed_model(args, histograms):
-    """Write ``--out``/``routed.yml`` and ``net_g_routed.pth``: the source model for the source JPEGs' qualities (or,
-    when they are unknown, as the fallback for every quality but the targets') and the adapted one for the targets'
-    (QualityRoutedCARN, as ``carn-da route`` does; qualities as :func:`carn_da.utils.jpeg.file_quality` reads them).
-    Returns {'options', 'checkpoint', 'experts': [source qualities or None, target qualities]}."""
+    """Write ``--out``/``routed.yml`` and ``net_g_routed.pth`` (QualityRoutedCARN, as ``carn-da route`` does;
+    qualities as :func:`carn_da.utils.jpeg.file_quality` reads them): the adapted model for the targets' qualities
+    and, for the others, the source model (for the source JPEGs' qualities or, when they are unknown, as the
+    fallback) or, when adapting the shipped blind model (``args.base``), the experts of the shipped default model.
+    Returns {'options', 'checkpoint', 'experts': [source qualities or None, target qualities], 'base'}."""
     source_qfs = sorted(q for q in histograms.get('source', (None, {}))[1] if q is not None) or None
-    target_qfs = {q for q in histograms['target'][1] if q is not None}
+    target_qfs = sorted(q for q in histograms['target'][1] if q is not None)
     adapted = latest_generator(args.name, args.root)
-    network = recipes.routed_pair([(network_options(args.opt), source_qfs),
-                                   (network_options(args.opt), sorted(target_qfs))])
     routed = {'options': osp.join(args.out, 'routed.yml'), 'checkpoint': osp.join(args.out, 'net_g_routed.pth')}
-    save_torch_atomic({'params': routed_state([args.model, adapted])}, routed['checkpoint'])
+    if args.base is None:
+        network = recipes.routed_pair([(network_options(args.opt), source_qfs),
+                                       (network_options(args.opt), target_qfs)])
+        state = routed_state([args.model, adapted])
+    else:  # the adapted model first: it wins the qualities it shares with a shipped expert
+        base = network_options(args.base[1])
+        network = dict(base, experts=[recipes.routed_expert(network_options(args.opt), target_qfs), *base['experts']])
+        state = dict(routed_state([adapted]), **shifted_experts(load_state_dict(args.base[0])[1], 1))
+    save_torch_atomic({'params': state}, routed['checkpoint'])
     write_options({'network_g': network}, routed['options'])
-    return dict(routed, experts=[source_qfs, sorted(target_qfs)])
+    return dict(routed, experts=[source_qfs, target_qfs], base=args.base and osp.basename(args.base[0])[:-len('.pth')])
+
+
+def shifted_experts(state, by):
+    """A QualityRoutedCARN state dict with expert k renamed k + ``by``."""
+    renamed = {}
+    for name, value in state.items():
+        _, k, rest = name.split('.', 2)
+        renamed[f'experts.{int(k) + by}.{rest}'] = value
+    return renamed
+
+
+def restore_targets(args, routed, device):
+    """Restore every target with the routed model into ``--restore`` (``restore_report.csv`` under ``--out``);
+    exit code 1 if any image failed."""
+    net, channels = load_model(routed['checkpoint'], routed['options'], device)
+    restorer = Restorer(net, channels, device, tile=args.tile, tile_overlap=args.tile_overlap)
+    rows = []
+    done = restore_files(restorer, list_inputs(args.target, None, args.restore), args.restore, report=rows)
+    write_restore_report(rows, osp.join(args.out, 'restore_report.csv'))
+    print(f'{len(done["restored"])} restored, {len(done["skipped"])} skipped (outputs exist), {len(done["failed"])} '
+          f'failed -> {args.restore}')
+    return 1 if done['failed'] else 0
 
 
 def write_report(args, command, opt_path, histograms, results, num_measured, num_gt, routed, skipped=()):
@@ -486,12 +539,18 @@ def write_report(args, command, opt_path, histograms, results, num_measured, num
 
 
 def run(args, command):
+    if args.restore:
+        check_output_folder(args.restore, '--restore')
     for option in ('source_gt', 'source_lq', 'target', 'target_gt'):
         root = getattr(args, option)
         if root is not None and not osp.isdir(root):
             raise UserError(f'--{option.replace("_", "-")}: folder {root} does not exist.')
-    args.model, args.opt = resolve_model(args.model, args.opt)
+    if args.restore:
+        list_inputs(args.target, None, args.restore)  # UserError now, not after the training, if it is the target
+    args.base = None if args.model else resolve_model(None, None)
+    args.model, args.opt = resolve_model(args.model, args.opt, 'adapt_source')
     check_out(args.out)
+    args.source_gt = args.source_gt or write_sample_photos(osp.join(args.out, 'source_photos'))
     check_source_images(args)
     if osp.isdir(experiment_dir(args.name, args.root)) and not args.resume:
         raise UserError(f'Experiment {experiment_dir(args.name, args.root)} exists: pass --resume to continue it, '
@@ -526,7 +585,7 @@ def run(args, command):
     routed = write_routed_model(args, histograms)
     write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)), routed,
                  skipped)
-    return 0
+    return restore_targets(args, routed, device) if args.restore else 0
 
 
 def main(argv=None):

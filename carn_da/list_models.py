@@ -1,8 +1,9 @@
 """List the shipped models: carn-da models.
 
-Each model's name (the default marked), what it is, its PSNR on the standard test sets at each JPEG quality (from
+Each model's name (with its role: ``default``, what ``carn-da restore`` uses; ``adapt source``, what ``carn-da
+adapt`` starts from), what it is, its PSNR on the standard test sets at each JPEG quality (from
 its model card, measured by benchmarks/zoo.py) and where its card lies. Restore with one by ``carn-da restore INPUT
--o OUTDIR --model NAME``; ``carn-da restore`` and ``carn-da adapt`` use the default one when no ``--model`` is given.
+-o OUTDIR --model NAME``.
 The folder is the package's ``weights`` (or ``$CARN_DA_MODELS``); each checkpoint is checked against its SHA-256.
 """
 import sys
@@ -21,13 +22,14 @@ def score_lines(scores):
 
 
 def run(args):
-    default, shipped = read_manifest()
+    roles, shipped = read_manifest()
     if not shipped:
         print(f'No shipped models in {models_folder()}; train them with scripts/train_zoo.py.')
         return 1
     for name, model in shipped.items():
         verified(model)
-        print(f'{name}{" (default)" if name == default else ""}: {model.summary}')
+        its_roles = ', '.join(role.replace('_', ' ') for role, named in roles.items() if named == name)
+        print(f'{name}{f" ({its_roles})" if its_roles else ""}: {model.summary}')
         print('\n'.join(score_lines(model.scores) + [f'  card: {model.card}']))
     return 0
 

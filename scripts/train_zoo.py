@@ -116,11 +116,11 @@ def card(args, title, what, trained, scores, jpeg):
             f'| QF | JPEG | this model |\n|---:|---:|---:|\n{rows}\n')
 
 
-def ship_scored(args, name, network_g, state_dict, what, trained, jpeg, default=False):
+def ship_scored(args, name, network_g, state_dict, what, trained, jpeg, roles):
     """Score a model on BSD68 and ship it with its card into ``--ship``."""
     scores = bsd68_psnr(args, network_with(network_g, state_dict))
     text = card(args, name, what, trained, scores, jpeg)
-    ship(args.ship, name, state_dict, network_g, text, what, {'BSD68': scores}, default=default)
+    ship(args.ship, name, state_dict, network_g, text, what, {'BSD68': scores}, roles)
     print(f'shipped {name}: BSD68 PSNR ' + ', '.join(f'QF {qf} {jpeg[qf]:.2f} -> {scores[qf]:.2f}' for qf in scores))
 
 
@@ -138,13 +138,13 @@ def main(argv=None):
             f'({args.resave_prob:.0%}), resized after compression ({args.resize_prob:.0%}) and clean images '
             f'({args.clean_prob:.0%}); the source model of carn-da adapt.')
     trained = f'{args.blind_iters} iterations of batch {args.batch}, cosine learning rate from {args.blind_lr:g}'
-    ship_scored(args, f'{args.name}-blind', network_g, load_state_dict(blind)[1], what, trained, jpeg)
+    ship_scored(args, f'{args.name}-blind', network_g, load_state_dict(blind)[1], what, trained, jpeg, ['adapt_source'])
     routed = recipes.routed_pair([(network_g, None)] + [(network_g, [q]) for q in args.qualities])
     what = (f'Routed (the default model): an expert per JPEG quality {", ".join(map(str, args.qualities))} (each '
             f'the blind model fine-tuned on that quality alone), chosen per image from the quality read from it; '
             f'the blind model {args.name}-blind for any other or an unknown quality.')
     trained += f'; each expert {args.expert_iters} more iterations from {args.expert_lr:g}'
-    ship_scored(args, args.name, routed, routed_state([blind, *experts]), what, trained, jpeg, default=True)
+    ship_scored(args, args.name, routed, routed_state([blind, *experts]), what, trained, jpeg, ['default'])
 
 
 if __name__ == '__main__':

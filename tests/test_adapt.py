@@ -1,5 +1,6 @@
 import carn_da.compat  # noqa: F401
 
+import csv
 import cv2
 import json
 import os
@@ -11,10 +12,11 @@ from conftest import write_jpeg_dataset
 from os import path as osp
 from tiny import REPO
 
-from carn_da import adapt, cli
+from carn_da import adapt, cli, recipes
 from carn_da.archs.rdn_arch import RDN
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.runs import experiment_dir, latest_generator
+from carn_da.utils import images, zoo
 from carn_da.utils.checkpoint import load_model
 from carn_da.utils.jpeg import quality_histogram
 
@@ -335,3 +337,45 @@ def test_targets_that_do_not_decode_are_left_out_of_the_report_and_named(data, e
     assert summary['qf_histograms']['target'] == {str(qf): 1 for qf in PILE_QFS}
     assert summary['skipped_targets'] == ['broken.jpg', 'sub/cut.png'] and summary['measured_images'] == 4
     assert summary['routed']['experts'] == [[10], list(PILE_QFS)]
+
+
+def test_a_pile_alone_adapts_the_shipped_model_and_restores_the_pile(data, experiment_name, tmp_path, monkeypatch,
+                                                                     capfd):
+    """``carn-da adapt --target PILE --restore OUT``: the shipped blind model adapted with scikit-image's photos;
+    the routed model is the shipped default one with the adapted model in front for the pile's qualities."""
+    weights = tmp_path / 'weights'
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        states.append(RDN(**{k: v for k, v in TINY_RDN.items() if k != 'type'}).state_dict())
+    zoo.ship(str(weights), 'tiny-blind', states[0], TINY_RDN, '# blind\n', 'blind', roles=['adapt_source'])
+    routed_state = {f'experts.{k}.{name}': v for k, state in enumerate(states) for name, v in state.items()}
+    network = recipes.routed_pair([(TINY_RDN, None), (TINY_RDN, [10])])
+    zoo.ship(str(weights), 'tiny', routed_state, network, '# routed\n', 'routed', roles=['default'])
+    monkeypatch.setenv('CARN_DA_MODELS', str(weights))
+    name, out, restored = experiment_name('adapt_pile_alone'), tmp_path / 'out', tmp_path / 'restored'
+    argv = [
+        '--target', data['pile'], '--name', name, '--out', out, '--restore', restored, '--iters', 2, '--batch', 2,
+        '--patch', 32, '--device', 'cpu'
+    ]
+    assert adapt.main(list(map(str, argv))) == 0
+    report = capfd.readouterr().out
+    assert 'the shipped model tiny (its experts and blind fallback) for every other or an unknown quality' in report
+    assert '4 restored, 0 skipped (outputs exist), 0 failed' in report
+    assert sorted(os.listdir(out / 'source_photos')) == sorted(f'{photo}.png' for photo in images.SAMPLE_PHOTOS)
+    assert str(out / 'source_photos') in (out / f'{name}.yml').read_text()
+    summary = json.loads((out / 'report.json').read_text())
+    router, _ = load_model(summary['routed']['checkpoint'], summary['routed']['options'])
+    assert router.qualities == [list(PILE_QFS), [], [10]]
+    adapted, _ = load_model(latest_generator(name, str(out)), data['opt'])
+    shipped_qf10, _ = load_model(*zoo.resolve_model('tiny', None))
+    for path, expert in ((osp.join(data['pile'],
+                                   'img000.jpg'), adapted), (osp.join(data['source'], 'qf10',
+                                                                      'img000.jpg'), shipped_qf10.experts[1])):
+        x = torch.from_numpy(cv2.imread(path, cv2.IMREAD_GRAYSCALE)).float().div(255)[None, None]
+        with torch.no_grad():
+            assert torch.allclose(router(x), expert(x), atol=1e-6), path
+    rows = list(csv.DictReader(open(out / 'restore_report.csv', encoding='utf-8')))
+    assert [row['status'] for row in rows] == ['restored'] * 4
+    assert {row['restored_by'] for row in rows} == {'QF 30,50,70,90'}
+    assert (restored / 'sub' / 'img001.png').is_file()

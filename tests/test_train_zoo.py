@@ -34,8 +34,9 @@ def test_the_zoo_is_trained_scored_shipped_and_then_the_default(tmp_path, monkey
         '--expert-iters', 1, '--qualities', 30, '--score-images', 1, '--batch', 2, '--prefix', 'tiny'
     ]
     train_zoo.main(list(map(str, argv)))
-    default, models = zoo.read_manifest(str(weights))
-    assert default == 'carn-da-gray' and set(models) == {'carn-da-gray', 'carn-da-gray-blind'}
+    roles, models = zoo.read_manifest(str(weights))
+    assert roles == {'default': 'carn-da-gray', 'adapt_source': 'carn-da-gray-blind'}
+    assert set(models) == {'carn-da-gray', 'carn-da-gray-blind'}
     routed = json.loads((weights / 'models.json').read_text())['models']['carn-da-gray']
     assert sorted(routed['scores']['BSD68'], key=int) == [str(q) for q in train_zoo.SCORE_QUALITIES]
     card = (weights / 'carn-da-gray.md').read_text()
@@ -53,4 +54,4 @@ def test_the_zoo_is_trained_scored_shipped_and_then_the_default(tmp_path, monkey
     assert code == 0, err
     assert 'qf30.png: QF 30 (pixels, grid offset 0,0) -> QF 30' in err and 'qf60.png: QF 60' in err
     assert '-> fallback' in err
-    assert cli.main(['models']) == 0 and 'carn-da-gray (default)' in capsys.readouterr().out
+    assert cli.main(['models']) == 0 and 'carn-da-gray-blind (adapt source)' in capsys.readouterr().out

@@ -24,7 +24,7 @@ def shipped(tmp_path, monkeypatch):
     """A models folder with two tiny RDNs, 'gray-a' (the default) and 'gray-b', in place of the package's."""
     folder = tmp_path / 'weights'
     scores = {'BSD68': {'10': 27.5, '90': 40.25}}
-    zoo.ship(str(folder), 'gray-a', tiny_state(0), TINY_RDN, '# gray-a\n', 'tiny A', scores, default=True)
+    zoo.ship(str(folder), 'gray-a', tiny_state(0), TINY_RDN, '# gray-a\n', 'tiny A', scores, ('default', ))
     zoo.ship(str(folder), 'gray-b', tiny_state(1), TINY_RDN, '# gray-b\n', 'tiny B')
     monkeypatch.setenv('CARN_DA_MODELS', str(folder))
     return folder
@@ -76,14 +76,14 @@ def test_model_and_opt_that_do_not_fit_are_named(shipped, tmp_path, capsys, argv
 def test_without_shipped_models_the_commands_say_what_to_give(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv('CARN_DA_MODELS', str(tmp_path / 'none'))
     code, _, err = run(capsys, gray_jpeg(tmp_path / 'a.jpg'), '-o', tmp_path / 'out')
-    assert code == 2 and 'No default model is installed' in err and '--model CHECKPOINT --opt' in err
+    assert code == 2 and 'No shipped default model is installed' in err and '--model CHECKPOINT --opt' in err
     assert cli.main(['models']) == 1
     assert 'No shipped models' in capsys.readouterr().out
 
 
 def test_manifest_errors_name_the_file(tmp_path):
     (tmp_path / 'models.json').write_text(json.dumps({'default': 'x', 'models': {}}))
-    with pytest.raises(UserError, match="default model 'x' is not among"):
+    with pytest.raises(UserError, match="its default model 'x' is not among"):
         zoo.read_manifest(str(tmp_path))
     (tmp_path / 'models.json').write_text('{"models": [1]}')
     with pytest.raises(UserError, match='models.json is not a models manifest'):
@@ -92,6 +92,6 @@ def test_manifest_errors_name_the_file(tmp_path):
 
 def test_shipping_again_replaces_the_entry_and_keeps_the_default(shipped):
     zoo.ship(str(shipped), 'gray-b', tiny_state(2), TINY_RDN, '# gray-b v2\n', 'tiny B2')
-    default, models = zoo.read_manifest(str(shipped))
-    assert default == 'gray-a' and models['gray-b'].summary == 'tiny B2'
+    roles, models = zoo.read_manifest(str(shipped))
+    assert roles == {'default': 'gray-a'} and models['gray-b'].summary == 'tiny B2'
     assert zoo.verified(models['gray-b']).sha256 == zoo.sha256_of(shipped / 'gray-b.pth')

@@ -9,7 +9,7 @@ from os import path as osp
 from PIL import Image, UnidentifiedImageError
 
 from carn_da.utils.errors import BadInput
-from carn_da.utils.files import is_regular_file
+from carn_da.utils.files import is_regular_file, write_atomic
 from carn_da.utils.jpeg import JPEG_FORMATS
 
 STDIN = '-'
@@ -93,3 +93,20 @@ def read_input(path):
             return f.read()
     except OSError as error:
         raise BadInput(f'cannot be read ({error.strerror})') from error
+
+
+# scikit-image's photos (bundled with it, no download) that carn-da adapt trains on when no --source-gt is given
+SAMPLE_PHOTOS = ('astronaut', 'camera', 'chelsea', 'coffee', 'motorcycle_left', 'motorcycle_right', 'brick', 'grass',
+                 'gravel', 'moon', 'coins', 'page')
+
+
+def write_sample_photos(folder):
+    """Write ``SAMPLE_PHOTOS`` into ``folder`` as grayscale PNGs (those already there are kept); returns ``folder``."""
+    import skimage  # only here: the commands do not need it otherwise
+    os.makedirs(folder, exist_ok=True)
+    for name in SAMPLE_PHOTOS:
+        path = osp.join(folder, f'{name}.png')
+        if not osp.isfile(path):
+            img = cv2.imread(osp.join(osp.dirname(skimage.__file__), 'data', f'{name}.png'), cv2.IMREAD_GRAYSCALE)
+            write_atomic(path, encode(img, 'png'))
+    return folder

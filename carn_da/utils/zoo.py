@@ -4,10 +4,13 @@ A models folder (``carn_da/weights``, or the folder named by the environment var
 per model, ``NAME.pth`` (a state dict, loaded weights-only), ``NAME.yml`` (its ``network_g``) and ``NAME.md`` (its
 model card: data, iterations, command, date, machine, scores), and one ``models.json``::
 
-    {"default": "NAME", "models": {"NAME": {"summary": "...", "sha256": "<of NAME.pth>", "scores": {...}}}}
+    {"default": "NAME", "adapt_source": "NAME2",
+     "models": {"NAME": {"summary": "...", "sha256": "<of NAME.pth>", "scores": {...}}, "NAME2": {...}}}
 
-Commands take ``--model NAME`` for a shipped model, ``--model FILE --opt OPTIONS.yml`` for any other, and the
-default shipped model when neither is given. A shipped checkpoint whose SHA-256 differs from its entry is refused.
+Commands take ``--model NAME`` for a shipped model, ``--model FILE --opt OPTIONS.yml`` for any other, and, when
+neither is given, the model of their role: ``default`` (what ``carn-da restore`` restores with: the routed model)
+or ``adapt_source`` (what ``carn-da adapt`` adapts: the blind model). A shipped checkpoint whose SHA-256 differs
+from its entry is refused.
 """
 import hashlib
 import json
@@ -20,6 +23,7 @@ from carn_da.utils.files import save_torch_atomic, write_atomic, write_options
 
 PACKAGE_FOLDER = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights')
 MANIFEST = 'models.json'
+ROLES = ('default', 'adapt_source')  # the model a command uses when no --model is given
 
 
 def models_folder():
@@ -50,12 +54,12 @@ class ShippedModel:
 
 
 def read_manifest(folder=None):
-    """(default name or None, {name: ShippedModel}) of a models folder; (None, {}) if it has no ``models.json``.
-    UserError naming the file if it is not a manifest as the module describes."""
+    """({role: name}, {name: ShippedModel}) of a models folder; ({}, {}) if it has no ``models.json``. UserError
+    naming the file if it is not a manifest as the module describes."""
     folder = folder or models_folder()
     manifest = osp.join(folder, MANIFEST)
     if not osp.isfile(manifest):
-        return None, {}
+        return {}, {}
     try:
         with open(manifest, encoding='utf-8') as f:
             data = json.load(f)
@@ -66,10 +70,11 @@ def read_manifest(folder=None):
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f'{manifest} is not a models manifest ({type(error).__name__}: {error}); expected '
                         '{"default": NAME, "models": {NAME: {"sha256": ...}}}.') from error
-    default = data.get('default')
-    if default is not None and default not in models:
-        raise UserError(f'{manifest}: its default model {default!r} is not among its models.')
-    return default, models
+    roles = {role: data[role] for role in ROLES if data.get(role) is not None}
+    for role, name in roles.items():
+        if name not in models:
+            raise UserError(f'{manifest}: its {role} model {name!r} is not among its models.')
+    return roles, models
 
 
 def sha256_of(path):
@@ -94,20 +99,20 @@ def verified(model):
     return model
 
 
-def resolve_model(model, opt):
+def resolve_model(model, opt, role='default'):
     """(checkpoint, option file) of a command's ``--model`` and ``--opt``: a shipped model by name (``--opt`` not
-    given), a checkpoint file with its option file, or, when both are None, the default shipped model. UserError
+    given), a checkpoint file with its option file, or, when both are None, the shipped model of ``role``. UserError
     naming the option when they do not fit or no shipped model is installed."""
-    default, shipped = read_manifest()
+    roles, shipped = read_manifest()
     if model is None:
         if opt is not None:
-            raise UserError('--opt goes with --model CHECKPOINT; without --model the default shipped model is used, '
+            raise UserError(f'--opt goes with --model CHECKPOINT; without --model the shipped {role} model is used, '
                             'which has its own options.')
-        if default is None:
-            raise UserError(f'No default model is installed (no {MANIFEST} with a default in {models_folder()}): '
+        if role not in roles:
+            raise UserError(f'No shipped {role} model is installed (none in {osp.join(models_folder(), MANIFEST)}): '
                             'give --model CHECKPOINT --opt OPTIONS.yml, or train the shipped models with '
                             'scripts/train_zoo.py.')
-        model = default
+        model = roles[role]
     if model in shipped and not osp.isfile(model):
         if opt is not None:
             raise UserError(f'--model {model} is a shipped model, which has its own options: leave out --opt.')
@@ -120,21 +125,21 @@ def resolve_model(model, opt):
     return model, opt
 
 
-def ship(folder, name, state_dict, network_g, card, summary, scores=None, default=False):
+def ship(folder, name, state_dict, network_g, card, summary, scores=None, roles=()):
     """Write a model into the models folder ``folder``: NAME.pth (``{'params': state_dict}``), NAME.yml
-    (``network_g``), NAME.md (``card``) and its entry in ``models.json`` (its SHA-256; ``default``: make it the
-    default). Each file is replaced atomically; returns its ShippedModel."""
+    (``network_g``), NAME.md (``card``) and its entry in ``models.json`` (its SHA-256), as the model of each of
+    ``roles`` (``ROLES``). Each file is replaced atomically; returns its ShippedModel."""
     os.makedirs(folder, exist_ok=True)
     model = ShippedModel(name, folder, '', summary, scores or {})
     save_torch_atomic({'params': state_dict}, model.checkpoint)
     write_options({'network_g': network_g}, model.options)
     write_atomic(model.card, card.encode('utf-8'))
     manifest = osp.join(folder, MANIFEST)
-    data = {'default': None, 'models': {}}
+    data = {'models': {}}
     if osp.isfile(manifest):
         with open(manifest, encoding='utf-8') as f:
             data = json.load(f)
     data['models'][name] = {'summary': summary, 'sha256': sha256_of(model.checkpoint), 'scores': scores or {}}
-    data['default'] = name if default else data.get('default')
+    data.update({role: name for role in roles})
     write_atomic(manifest, json.dumps(data, indent=1).encode('utf-8'))
     return read_manifest(folder)[1][name]
