@@ -262,7 +262,8 @@ def with_q_warmup(opt, iters, accuracy=None):
 
 
 def discriminator(num_feat, hidden=128, pooling='avg', kind='QualityDiscriminator', **options):
-    """``network_q``: 3 fully connected layers on pooled features (the paper's), or ``PatchQualityDiscriminator``."""
+    """``network_q``: 3 fully connected layers on pooled features (the paper's), or ``kind``
+    ``PatchQualityDiscriminator`` or ``BlockDCTQualityDiscriminator`` (``pooling`` None)."""
     return {
         'type': kind,
         'num_feat': num_feat,

@@ -6,15 +6,19 @@ import pytest
 import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
+from conftest import textured_image
+from scipy.fft import dctn
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 import carn_da  # noqa: F401
+from carn_da.archs.block_dct_discriminator_arch import BlockDCTQualityDiscriminator
 from carn_da.archs.patch_discriminator_arch import PatchQualityDiscriminator
 from carn_da.losses.coral_loss import CORALLoss
 from carn_da.losses.domain_adversarial_loss import DomainAdversarialLoss
 from carn_da.losses.mmd_loss import MMDLoss
+from carn_da.utils.jpeg import jpeg_compress
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -163,3 +167,41 @@ def test_parts_build_through_basicsr_registries():
     q = build_network({'type': 'PatchQualityDiscriminator', 'num_feat': 8, 'hidden': 16, 'spectral_norm': True})
     assert isinstance(q, PatchQualityDiscriminator)
     assert q(torch.randn(1, 8, 5, 5)).shape == (1, 2, 5, 5)
+    q = build_network({'type': 'BlockDCTQualityDiscriminator', 'num_feat': 8, 'hidden': 16})
+    assert isinstance(q, BlockDCTQualityDiscriminator) and q(torch.randn(3, 8, 16, 16)).shape == (3, 2)
+
+
+def test_block_dct_discriminator_reads_each_blocks_dct_energy():
+    rng = np.random.default_rng(0)
+    feat = torch.from_numpy(rng.normal(size=(2, 3, 17, 24))).float()
+    q = BlockDCTQualityDiscriminator(num_feat=3, hidden=8)
+    energy = q.block_energy(feat)
+    blocks = feat[:, :, :16, :].reshape(2, 3, 2, 8, 3, 8).permute(0, 1, 2, 4, 3, 5).numpy().astype(np.float64)
+    coefficients = dctn(blocks, axes=(-2, -1), norm='ortho')
+    expected = np.log((coefficients**2).mean((2, 3)).reshape(2, 3, 64)[:, :, 1:] + 1e-8)
+    assert energy.shape == (2, 3, 63) and np.allclose(energy.numpy(), expected, atol=1e-4)
+    assert q(feat).shape == (2, 2)
+    with pytest.raises(ValueError, match='features of 7x24 hold no 8x8 block'):
+        q(feat[:, :, :7])
+    with pytest.raises(ValueError, match='num_feat must be an integer >= 1'):
+        BlockDCTQualityDiscriminator(num_feat=0)
+
+
+def test_block_dct_energy_falls_at_high_frequencies_when_jpeg_quantises_harder():
+    gt = textured_image(np.random.default_rng(1), 64, 64)
+    q = BlockDCTQualityDiscriminator(num_feat=1, hidden=8)
+    energy = {
+        qf: q.block_energy(torch.from_numpy(jpeg_compress(gt, qf)).float()[None, None] / 255)[0, 0]
+        for qf in (10, 70)
+    }
+    high = torch.tensor([u + v >= 6 for u in range(8) for v in range(8)][1:])
+    assert (energy[10][high].mean() + 2 < energy[70][high].mean())  # e^2: over 7 times less high-frequency energy
+
+
+def test_block_dct_discriminator_relative_spectrum_ignores_the_features_scale():
+    torch.manual_seed(0)
+    feat = torch.randn(2, 3, 16, 16)
+    relative, absolute = BlockDCTQualityDiscriminator(3, 8), BlockDCTQualityDiscriminator(3, 8, relative=False)
+    absolute.load_state_dict(relative.state_dict())
+    assert torch.allclose(relative(feat), relative(feat * 5), atol=1e-5)
+    assert not torch.allclose(absolute(feat), absolute(feat * 5), atol=1e-3)

@@ -1,0 +1,174 @@
+"""Can a quality discriminator learn to see JPEG quality on F's features at all? Q trained alone, F frozen.
+
+    python benchmarks/q_alone.py                         # every discriminator, both crop kinds, QF 10 vs 70, 30 vs 50
+    python benchmarks/q_alone.py --qs blockdct --steps 300 --pairs 10,70     # one line of the table
+
+The source model's F (``--source``/``--opt``; default: the QF-10 RDN that benchmarks/real_world.py trains, the
+study's CPU-sized RDN) gives the features of Train400 crops compressed on the fly at the two qualities of a pair
+(JPEGPairedDataset, random crops at any offset or ``grid_aligned`` ones); each discriminator of ``QS`` learns alone
+to tell them apart (DomainAdversarialLoss.discriminator_loss, Adam, ``--batch`` crops of each quality a step), as the
+Q warm-up of CARNDAModel does. Reported per run: the training accuracy by window of ``--window`` steps, the first
+step at which it averaged 0.9 over a window, and the accuracy on held-out BSD68 crops (``--held-out`` per quality)
+at the end. Writes ``--out``/q_alone.md and .json.
+"""
+import carn_da.compat  # noqa: F401
+
+import argparse
+import json
+import numpy as np
+import os
+import platform
+import random
+import shlex
+import sys
+import time
+import torch
+from basicsr.archs import build_network
+from datetime import datetime, timezone
+from os import path as osp
+
+from carn_da import recipes
+from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
+from carn_da.losses.domain_adversarial_loss import DomainAdversarialLoss
+from carn_da.runs import latest_generator
+from carn_da.utils.checkpoint import load_model
+from carn_da.utils.files import write_atomic
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED = osp.join(REPO, os.pardir, 'shared')
+SOURCE = latest_generator('real_world_rdn_qf10', REPO)
+# the discriminators compared: recipes.discriminator's options (num_feat added)
+BLOCK_DCT = {'kind': 'BlockDCTQualityDiscriminator', 'hidden': 128, 'pooling': None}
+QS = {
+    'paper': dict(hidden=128),
+    'avgstd': dict(hidden=128, pooling='avgstd'),
+    'patch': dict(kind='PatchQualityDiscriminator', hidden=32, pooling=None),
+    'blockdct': BLOCK_DCT,
+    'blockdct_absolute': dict(BLOCK_DCT, relative=False),
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--source', default=SOURCE, help='Checkpoint of the source model (its F is frozen).')
+    parser.add_argument('--opt', help="Its option file. Default: the one BasicSR saved beside --source's run.")
+    parser.add_argument('--qs', nargs='+', default=list(QS), choices=list(QS))
+    parser.add_argument('--crops', nargs='+', default=['aligned', 'random'], choices=['aligned', 'random'])
+    parser.add_argument('--pairs', nargs='+', default=['10,70', '30,50'], help='Source,target qualities.')
+    parser.add_argument('--lrs', type=float, nargs='+', default=[1e-3, 1e-4])
+    parser.add_argument('--steps', type=int, default=1000)
+    parser.add_argument('--batch', type=int, default=8, help='Crops of each quality a step. Default: 8.')
+    parser.add_argument('--patch', type=int, default=48)
+    parser.add_argument('--window', type=int, default=100)
+    parser.add_argument('--held-out', type=int, default=256, help='BSD68 crops of each quality scored at the end.')
+    parser.add_argument('--data', default=osp.join(SHARED, 'datasets'))
+    parser.add_argument('--out', default=osp.join(REPO, 'results', 'q_alone'))
+    args = parser.parse_args()
+    run_dir = osp.dirname(osp.dirname(args.source))  # experiments/NAME of experiments/NAME/models/x.pth
+    args.opt = args.opt or osp.join(run_dir, f'{osp.basename(run_dir)}.yml')
+    return args
+
+
+def crops(args, folder, quality, aligned):
+    """JPEGPairedDataset of ``folder``'s ground truths compressed at ``quality``: training crops and flips."""
+    return JPEGPairedDataset({
+        'name': f'{osp.basename(folder)}_qf{quality}',
+        'dataroot_gt': folder,
+        'jpeg_range': [quality, quality],
+        'phase': 'train',
+        'gt_size': args.patch,
+        'use_hflip': True,
+        'use_rot': True,
+        'grid_aligned': aligned
+    })
+
+
+def batch(dataset, size):
+    return torch.stack([dataset[random.randrange(len(dataset))]['lq'] for _ in range(size)])
+
+
+def features(net, x):
+    with torch.no_grad():
+        return net.quality_feature(net.extract(x))
+
+
+def held_out_accuracy(args, net, q, datasets):
+    """Q's accuracy on ``--held-out`` fresh crops of each quality of ``datasets`` (source, target)."""
+    loss, correct = DomainAdversarialLoss(), []
+    with torch.no_grad():
+        for _ in range(0, args.held_out, 32):
+            loss.discriminator_loss(q, *(features(net, batch(d, 32)) for d in datasets))
+            correct.append(loss.accuracy)
+    return float(np.mean(correct))
+
+
+def run(args, net, channels, kind, pair, aligned, lr):
+    """Train one Q alone; its accuracy curve, first window at 0.9 and held-out accuracy."""
+    random.seed(0)
+    torch.manual_seed(0)
+    train = [crops(args, osp.join(args.data, 'Train400'), q, aligned) for q in pair]
+    test = [crops(args, osp.join(args.data, 'BSD68'), q, aligned) for q in pair]
+    q_net = build_network(recipes.discriminator(channels, **QS[kind]))
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=lr)
+    loss, accuracy, start = DomainAdversarialLoss(), [], time.time()
+    for _ in range(args.steps):
+        optimizer.zero_grad()
+        loss.discriminator_loss(q_net, *(features(net, batch(d, args.batch)) for d in train)).backward()
+        optimizer.step()
+        accuracy.append(loss.accuracy)
+    windows = [float(np.mean(accuracy[i:i + args.window])) for i in range(0, len(accuracy), args.window)]
+    reached = next((i * args.window + args.window for i, a in enumerate(windows) if a >= 0.9), None)
+    return dict(
+        windows=windows,
+        reached_0_9=reached,
+        held_out=held_out_accuracy(args, net, q_net.eval(), test),
+        seconds=time.time() - start)
+
+
+def table(args, rows):
+    lines = [
+        f'| Q | crops | QF pair | lr | accuracy by {args.window} steps | 0.9 by step | held-out |',
+        '|---|---|---|---:|---|---:|---:|'
+    ]
+    for (kind, crop, pair, lr), r in rows.items():
+        curve = ', '.join(f'{a:.2f}' for a in r['windows'])
+        lines.append(f'| {kind} | {crop} | {pair} | {lr:g} | {curve} | {r["reached_0_9"] or "-"} | '
+                     f'{r["held_out"]:.3f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    args = parse_args()
+    if not osp.isfile(args.source):
+        sys.exit(f'No source model {args.source}: run benchmarks/real_world.py (it trains it) or give --source/--opt.')
+    torch.set_num_threads(min(2, os.cpu_count()))
+    net, _ = load_model(args.source, args.opt)
+    channels = features(net, torch.zeros(1, 1, 16, 16)).shape[1]
+    rows = {}
+    for pair in args.pairs:
+        for kind in args.qs:
+            for crop in args.crops:
+                for lr in args.lrs:
+                    row = run(args, net, channels, kind, tuple(map(int, pair.split(','))), crop == 'aligned', lr)
+                    rows[kind, crop, pair, lr] = row
+                    print(
+                        f'{kind} {crop} {pair} lr {lr:g}: held-out {row["held_out"]:.3f}, 0.9 by '
+                        f'{row["reached_0_9"]} ({row["seconds"]:.0f} s)',
+                        flush=True)
+    head = (f'### Q alone on frozen F features\n\nCommand: `python benchmarks/q_alone.py {shlex.join(sys.argv[1:])}`  '
+            f'\nDate: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()}, {os.cpu_count()} '
+            f'CPUs, torch {torch.__version__}; F: `{args.source}`\n\n')
+    os.makedirs(args.out, exist_ok=True)
+    text = head + table(args, rows)
+    print(text)
+    write_atomic(osp.join(args.out, 'q_alone.md'), text.encode())
+    write_atomic(
+        osp.join(args.out, 'q_alone.json'),
+        json.dumps({
+            ' '.join(map(str, k)): v
+            for k, v in rows.items()
+        }, indent=1).encode())
+
+
+if __name__ == '__main__':
+    main()
