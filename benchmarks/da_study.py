@@ -72,6 +72,9 @@ TEST_SETS = ('BSD68', 'Set12')
 # convolutional patch Q (a logit per position)
 PAPER_Q = {'hidden': 128}
 PATCH_Q = {'kind': 'PatchQualityDiscriminator', 'hidden': 32, 'pooling': None}
+# a Q that can see compression: the log spectrum of the 8x8 block DCT of F's features (benchmarks/q_alone.py: alone on
+# frozen features it tells QF 10 from 70 apart where the two above stay at chance)
+BLOCK_DCT_Q = {'kind': 'BlockDCTQualityDiscriminator', 'hidden': 128, 'pooling': None}
 CURVE_POINTS = 3  # checkpoints per adaptation of a ``curve`` variant, scored for the PSNR-against-iterations plot
 
 
@@ -103,6 +106,8 @@ class Variant:
     routed: bool = False  # also score it routed with the source model (QualityRoutedCARN)
     curve: bool = False  # in the curve plot
     explore: bool = False  # left out of the default grid (steps towards the recommendation and checks of it)
+    q_warmup: tuple = None  # (iterations, accuracy): Q learns alone first (recipes.with_q_warmup)
+    grid_aligned: bool = False  # crops on the 8x8 JPEG grid (source and target), where a block-aware Q reads them
     twin: str = None  # the pixels variant a files variant is the twin of (see files_twin)
 
     @property
@@ -173,6 +178,18 @@ VARIANTS = {
         split_at=2),
     'patch':
     Variant('convolutional patch Q (a logit per position), lambda 0.1', adversary(q=PATCH_Q), curve=True),
+    'paper_blockdct':
+    Variant(
+        'the paper with a block-DCT Q (Q lr 1e-3), crops on the JPEG grid, Q warmed up alone to 0.9 (at most 500 '
+        'iterations) before F is asked to fool it',
+        adversary(q=BLOCK_DCT_Q, lr=1e-3),
+        q_warmup=(500, 0.9),
+        grid_aligned=True,
+        curve=True,
+        explore=True),
+    'control_aligned':
+    Variant(
+        'control with crops on the JPEG grid (the twin of paper_blockdct)', track='-', grid_aligned=True, explore=True),
     'patch_sn':
     Variant('patch Q with spectral normalisation, lambda 0.1', adversary(q=dict(PATCH_Q, spectral_norm=True))),
     'mmd':
@@ -294,7 +311,7 @@ def adaptation(args, direction, variant):
     log = recipes.logger(10, max(1, iters // CURVE_POINTS) if v.curve else iters)
     pairs, start = source_pairs(args, source, v.batch), latest_generator(f'{args.prefix}_sq_qf{source}', REPO)
     if not v.reads_target:
-        return recipes.supervised(name, network_g, pairs, train, log, seed=seed, pretrain=start)
+        return on_grid(recipes.supervised(name, network_g, pairs, train, log, seed=seed, pretrain=start), v)
     train_set = recipes.two_domains(pairs, osp.join(args.data_root, 'Train400', f'qf{target}'))
     if v.learns_from_target:
         opt = recipes.adaptation(name, network_g, train_set, train, log, start, seed=seed)
@@ -316,6 +333,16 @@ def with_variant(opt, v, q_channels):
         recipes.with_discriminator(opt, recipes.discriminator(q_channels, **options.pop('q')), **options)
     if v.align:
         opt['train']['align_opt'] = {'type': v.align, 'loss_weight': 1.0}
+    if v.q_warmup:
+        recipes.with_q_warmup(opt, *v.q_warmup)
+    return on_grid(opt, v)
+
+
+def on_grid(opt, v):
+    """``opt`` with crops on the JPEG grid if the Variant ``v`` asks for it (the key is absent otherwise, so that
+    the options of earlier runs stay as they were recorded)."""
+    if v.grid_aligned:
+        opt['datasets']['train']['grid_aligned'] = True
     return opt
 
 
