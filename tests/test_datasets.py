@@ -510,3 +510,20 @@ def test_grid_aligned_crops_start_on_the_jpeg_grid(tmp_path, aligned):
         assert len(found) > 5 and all(top % 8 == 0 and left % 8 == 0 for top, left in found) == aligned
     with pytest.raises(ValueError, match='gt_size .36. must be a multiple of 8'):
         TwoDomainDataset(two_domain_opt(tmp_path, tmp_path / 'target', gt_size=36, grid_aligned=True))
+
+
+def test_grid_aligned_target_crops_follow_the_grid_their_reading_found(tmp_path):
+    """A target cropped 3 rows and 5 columns off its JPEG grid (saved losslessly): its aligned crops start where
+    its blocks do, at rows 5 + 8i and columns 3 + 8j, not at multiples of 8."""
+    write_pairs(tmp_path, ['a'])
+    (tmp_path / 'target').mkdir()
+    coded = jpeg_compress(textured_image(np.random.default_rng(4), 96, 112), 30)
+    crop = coded[3:, 5:]
+    cv2.imwrite(str(tmp_path / 'target' / 'crop.png'), crop)
+    dataset = TwoDomainDataset(
+        two_domain_opt(tmp_path, tmp_path / 'target', gt_size=32, grid_aligned=True, target_quality='pixels'))
+    random.seed(0)
+    found = set()
+    for i in range(30):
+        found |= set(window_position(crop, as_uint8(dataset[0]['lq_target'])))
+    assert len(found) > 5 and all(top % 8 == 5 and left % 8 == 3 for top, left in found)

@@ -10,8 +10,8 @@ from PIL import Image, UnidentifiedImageError
 
 from carn_da.utils.images import decode_ycbcr
 from carn_da.utils.jpeg import (QualityReading, decode_luma, estimate_grid_and_quality, estimate_quality,
-                                ijg_luminance_table, jpeg_compress, jpeg_encode, read_jpeg_quality, read_quality,
-                                to_gray)
+                                ijg_luminance_table, jpeg_compress, jpeg_encode, read_jpeg_quality, read_pixel_quality,
+                                read_quality, to_gray)
 
 UNKNOWN = (None, None, None)
 
@@ -239,3 +239,11 @@ def test_real_color_photos_via_the_luma_plane(name):
     for quality in (10, 30, 70):
         result = read_jpeg_quality(jpeg_encode(bgr, quality))
         assert result == QualityReading(quality, (0, 0), 'header', quality, quality, None)
+
+
+def test_pixel_quality_of_any_decoded_image_small_ones_included():
+    gray = jpeg_compress(textured_image(np.random.default_rng(2), 48, 64), 40)
+    assert read_pixel_quality(gray).quality == 40
+    assert read_pixel_quality(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)).quality == 40
+    small = read_pixel_quality(np.zeros((5, 7, 3), np.uint8))
+    assert small.quality is None and small.reason == 'smaller than one 8x8 block'

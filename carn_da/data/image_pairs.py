@@ -205,11 +205,14 @@ def paired_crop(img_lq, img_gt, patch_size, gt_path, grid=1):
     return (img[top:top + patch_size, left:left + patch_size] for img in (img_lq, img_gt))
 
 
-def random_window(shape, patch_size, path, grid=1):
-    """(top, left), multiples of ``grid``, of a random ``patch_size`` square in an image of ``shape`` (ValueError
-    naming ``path`` if it does not fit)."""
+def random_window(shape, patch_size, path, grid=1, start=(0, 0)):
+    """(top, left) of a random ``patch_size`` square in an image of ``shape`` (ValueError naming ``path`` if it does
+    not fit): ``start`` plus multiples of ``grid`` along each axis (where the square fits from ``start``; from 0
+    otherwise)."""
     check_patch_fits(shape, patch_size, path)
-    return tuple(random.randint(0, (side - patch_size) // grid) * grid for side in shape[:2])
+    return tuple(first + random.randint(0, (side - patch_size - first) // grid) * grid if side -
+                 patch_size >= first else random.randint(0, (side - patch_size) // grid) * grid
+                 for side, first in zip(shape[:2], start))
 
 
 def augment(imgs, hflip=True, rotation=True):

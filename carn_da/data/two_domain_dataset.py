@@ -16,7 +16,8 @@ class TwoDomainDataset(JPEGPairedDataset):
 
     Each item is a source pair exactly as in ``JPEGPairedDataset`` plus one target image drawn independently of it:
     in training a random target image (python's ``random``, which BasicSR seeds per worker), cropped at its own
-    random place to ``gt_size`` (on its 8x8 grid with ``grid_aligned``, like the source) and augmented on its own;
+    random place to ``gt_size`` (on its 8x8 grid with ``grid_aligned``, like the source: for a target whose grid
+    was read, a crop off its grid included, on the grid the reading found) and augmented on its own;
     in other phases target ``index % num_target``, whole. The target root is only listed and read: it needs no
     ground truth, and none is ever paired or read for it.
     Target images are checked like the source when the dataset is built (readable header; in training, at least
@@ -132,6 +133,13 @@ class TwoDomainDataset(JPEGPairedDataset):
                 if not self.target_paths:
                     raise BadImageError(f'dataroot_target: no readable images in {self.target_folder}.') from error
 
+    def grid_start(self, reading):
+        """(row, column) of a target's first whole 8x8 block by its ``reading`` (a crop's grid is off the top-left
+        corner), where ``grid_aligned`` crops start; (0, 0) without a reading."""
+        if self.grid == 1 or reading is None:
+            return 0, 0
+        return tuple((8 - offset) % 8 for offset in reading.offset)
+
     def self_supervision_pair(self, img, reading, top, left):
         """(recompressed, img): ``img`` (a crop at ``top``, ``left`` of a decoded target of ``reading``) recompressed
         at its quality on a grid shifted by a random (dy, dx) other than the one the target was coded on."""
@@ -150,7 +158,7 @@ class TwoDomainDataset(JPEGPairedDataset):
         item = self.pair_item(index, quality if synthesize else None)
         top = left = 0
         if self.opt['phase'] == 'train':
-            top, left = random_window(img.shape, self.gt_size, target_path, self.grid)
+            top, left = random_window(img.shape, self.gt_size, target_path, self.grid, self.grid_start(reading))
             img = img[top:top + self.gt_size, left:left + self.gt_size]
         imgs = list(self.self_supervision_pair(img, reading, top, left)) if self.self_supervision else [img]
         if self.opt['phase'] == 'train':

@@ -480,6 +480,15 @@ def estimate_grid_and_quality(img, qualities=range(1, 101)):
     return _pixel_reading(_gray_image(img), qualities)[0]
 
 
+def read_pixel_quality(img):
+    """:func:`estimate_grid_and_quality` of any decoded uint8 image (gray, BGR or BGRA: its luma), which may be
+    smaller than one 8x8 block (then unknown, with that reason)."""
+    luma = to_gray(img)
+    if min(luma.shape[:2]) < 8:
+        return QualityReading(None, None, None, reason='smaller than one 8x8 block')
+    return estimate_grid_and_quality(luma)
+
+
 def _open_luma(source, mark_clipped=False):
     """(uint8 HxW luma, quantisation tables ({} for a non-JPEG)) of an image file (path or bytes); see
     :func:`decode_luma`. ``mark_clipped``: a colour pixel of a non-JPEG with a channel at 0 or 255 gets luma 0."""

@@ -15,7 +15,7 @@ from carn_da.data.image_pairs import scan_images
 from carn_da.utils.errors import BadInput, UserError
 from carn_da.utils.files import file_id, file_ids, write_atomic
 from carn_da.utils.images import ORIENT, STDIN, decode, encode, read_input
-from carn_da.utils.jpeg import QualityReading, estimate_grid_and_quality, read_jpeg_quality, to_gray
+from carn_da.utils.jpeg import read_jpeg_quality, read_pixel_quality
 
 
 def list_inputs(source, pattern, out_dir):
@@ -63,8 +63,7 @@ def quality_reading(data, img):
     try:
         return read_jpeg_quality(data)
     except (UnidentifiedImageError, OSError, ValueError):
-        return estimate_grid_and_quality(to_gray(img)) if min(img.shape[:2]) >= 8 else QualityReading(
-            None, None, None, reason='smaller than one 8x8 block')
+        return read_pixel_quality(img)
 
 
 def restore_file(restorer, path, out_path, ext, reading_needed):
