@@ -210,9 +210,11 @@ def random_window(shape, patch_size, path, grid=1, start=(0, 0)):
     not fit): ``start`` plus multiples of ``grid`` along each axis (where the square fits from ``start``; from 0
     otherwise)."""
     check_patch_fits(shape, patch_size, path)
-    return tuple(first + random.randint(0, (side - patch_size - first) // grid) * grid if side -
-                 patch_size >= first else random.randint(0, (side - patch_size) // grid) * grid
-                 for side, first in zip(shape[:2], start))
+    window = []
+    for side, first in zip(shape[:2], start):
+        first = first if side - patch_size >= first else 0
+        window.append(first + random.randint(0, (side - patch_size - first) // grid) * grid)
+    return tuple(window)
 
 
 def augment(imgs, hflip=True, rotation=True):
