@@ -12,10 +12,11 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from conftest import textured_image
 from numpy.lib.stride_tricks import sliding_window_view
 from os import path as osp
+from PIL import Image
 
 from carn_da.data.jpeg_paired_dataset import JPEGPairedDataset
 from carn_da.data.two_domain_dataset import TwoDomainDataset
-from carn_da.utils.jpeg import jpeg_compress, recompress
+from carn_da.utils.jpeg import decode_luma, jpeg_compress, recompress
 
 
 def noise(h, w, seed):
@@ -527,3 +528,19 @@ def test_grid_aligned_target_crops_follow_the_grid_their_reading_found(tmp_path)
     for i in range(30):
         found |= set(window_position(crop, as_uint8(dataset[0]['lq_target'])))
     assert len(found) > 5 and all(top % 8 == 5 and left % 8 == 3 for top, left in found)
+
+
+def test_targets_are_decoded_as_stored_whatever_their_exif_orientation(tmp_path):
+    """A target JPEG with an EXIF rotation is read in the orientation its blocks were coded in, that of its quality
+    reading: self-supervision then shifts against the grid the file was coded on, not a rotated one."""
+    write_pairs(tmp_path, ['a'])
+    (tmp_path / 'target').mkdir()
+    stored = textured_image(np.random.default_rng(6), 40, 56)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned by 90 degrees
+    Image.fromarray(stored).save(tmp_path / 'target' / 'r.jpg', 'JPEG', quality=30, exif=exif)
+    assert cv2.imread(str(tmp_path / 'target' / 'r.jpg'), cv2.IMREAD_GRAYSCALE).shape == (56, 40)  # OpenCV turns it
+    dataset = TwoDomainDataset(two_domain_opt(tmp_path, tmp_path / 'target', 'val', target_quality='file'))
+    target = as_uint8(dataset[0]['lq_target'])
+    assert target.shape == (40, 56)
+    assert np.array_equal(target, decode_luma(str(tmp_path / 'target' / 'r.jpg')))

@@ -5,6 +5,7 @@ A JPEG input and its ground truth pair by stem (relative path without extension)
 Image sizes are known before any image is decoded: from the file headers (PIL reads no pixels) or from an LMDB's
 ``meta_info.txt``, so that datasets check them when they are built.
 """
+import cv2
 import numpy as np
 import os
 import random
@@ -157,8 +158,10 @@ def make_file_client(io_backend_opt, roots, client_keys):
     return FileClient(backend, **opt)
 
 
-def read_image(client, path, client_key, color='gray'):
-    """Image ``path`` (a file or LMDB key) of ``client`` decoded as uint8 (H, W, 1) (gray) or (H, W, 3) BGR (rgb).
+def read_image(client, path, client_key, color='gray', as_stored=False):
+    """Image ``path`` (a file or LMDB key) of ``client`` decoded as uint8 (H, W, 1) (gray) or (H, W, 3) BGR (rgb),
+    turned upright by its EXIF orientation (as OpenCV does), or ``as_stored``: in the orientation its pixels are
+    stored in, that of its JPEG blocks and of its quality reading (``carn_da.utils.jpeg.read_jpeg_quality``).
 
     A missing file or key, or content that does not decode, raises BadImageError naming it.
     """
@@ -168,7 +171,11 @@ def read_image(client, path, client_key, color='gray'):
         raise BadImageError(f'Cannot read image {path}: {error}') from error
     if content is None:
         raise BadImageError(f'Key {path} is not in LMDB {client_key}.')
-    img = imfrombytes(content, flag=COLOR_FLAGS[color]) if len(content) else None
+    if as_stored and len(content):
+        flag = (cv2.IMREAD_GRAYSCALE if color == 'gray' else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+        img = cv2.imdecode(np.frombuffer(content, np.uint8), flag)
+    else:
+        img = imfrombytes(content, flag=COLOR_FLAGS[color]) if len(content) else None
     if img is None:
         raise BadImageError(f'Cannot decode image {path} ({len(content)} bytes).')
     return img[..., None] if img.ndim == 2 else img

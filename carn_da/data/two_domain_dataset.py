@@ -126,7 +126,7 @@ class TwoDomainDataset(JPEGPairedDataset):
             path = self.target_paths[random.randrange(num_target) if self.opt['phase'] == 'train' else index %
                                      num_target]
             try:
-                return path, read_image(self.target_client, path, 'target', self.color)
+                return path, read_image(self.target_client, path, 'target', self.color, as_stored=True)
             except BadImageError as error:
                 self.bad_image(error)
                 self.target_paths.remove(path)
