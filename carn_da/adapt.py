@@ -75,7 +75,7 @@ from carn_da.data.image_pairs import header_size, image_paths, images_by_stem, p
 from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.metrics.psnrb_metric import blocking_effect_factor
 from carn_da.runs import experiment_dir, latest_generator, train
-from carn_da.utils.checkpoint import load_model, load_state_dict, network_options, routed_state
+from carn_da.utils.checkpoint import load_model, load_state_dict, network_options, routed_state, shifted_experts
 from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
 from carn_da.utils.device import choose_device
 from carn_da.utils.errors import BadInput, UserError
@@ -495,22 +495,14 @@ def write_routed_model(args, histograms):
     return dict(routed, experts=[source_qfs, target_qfs], base=args.base and osp.basename(args.base[0])[:-len('.pth')])
 
 
-def shifted_experts(state, by):
-    """A QualityRoutedCARN state dict with expert k renamed k + ``by``."""
-    renamed = {}
-    for name, value in state.items():
-        _, k, rest = name.split('.', 2)
-        renamed[f'experts.{int(k) + by}.{rest}'] = value
-    return renamed
-
-
 def restore_targets(args, routed, device):
     """Restore every target with the routed model into ``--restore`` (``restore_report.csv`` under ``--out``);
     exit code 1 if any image failed."""
     net, channels = load_model(routed['checkpoint'], routed['options'], device)
     restorer = Restorer(net, channels, device, tile=args.tile, tile_overlap=args.tile_overlap)
     rows = []
-    done = restore_files(restorer, list_inputs(args.target, None, args.restore), args.restore, report=rows)
+    inputs = list_inputs(args.target, None, args.restore, '--restore')
+    done = restore_files(restorer, inputs, args.restore, report=rows)
     write_restore_report(rows, osp.join(args.out, 'restore_report.csv'))
     print(f'{len(done["restored"])} restored, {len(done["skipped"])} skipped (outputs exist), {len(done["failed"])} '
           f'failed -> {args.restore}')
@@ -545,10 +537,14 @@ def run(args, command):
         root = getattr(args, option)
         if root is not None and not osp.isdir(root):
             raise UserError(f'--{option.replace("_", "-")}: folder {root} does not exist.')
-    if args.restore:
-        list_inputs(args.target, None, args.restore)  # UserError now, not after the training, if it is the target
+    if args.restore:  # a --restore that is the target folder: refused now, not after the training
+        list_inputs(args.target, None, args.restore, '--restore')
     args.base = None if args.model else resolve_model(None, None)
     args.model, args.opt = resolve_model(args.model, args.opt, 'adapt_source')
+    if network_options(args.opt).get('type') == 'QualityRoutedCARN':
+        raise UserError(f'--model {args.model} is a routed model (QualityRoutedCARN), which chooses a network per '
+                        'image: adapt one network, e.g. its blind fallback (the shipped adapt source, or --model '
+                        'without a name).')
     check_out(args.out)
     args.source_gt = args.source_gt or write_sample_photos(osp.join(args.out, 'source_photos'))
     check_source_images(args)

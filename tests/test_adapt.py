@@ -5,6 +5,7 @@ import cv2
 import json
 import os
 import pytest
+import re
 import shutil
 import torch
 import yaml
@@ -379,3 +380,10 @@ def test_a_pile_alone_adapts_the_shipped_model_and_restores_the_pile(data, exper
     assert [row['status'] for row in rows] == ['restored'] * 4
     assert {row['restored_by'] for row in rows} == {'QF 30,50,70,90'}
     assert (restored / 'sub' / 'img001.png').is_file()
+
+    # refused before any training: a routed model as the source, and restoring into the pile itself
+    for extra, message in ((['--model', 'tiny'], '--model .* is a routed model'), (['--restore', data['pile']],
+                                                                                   '--restore .* is the input folder')):
+        argv = ['--target', data['pile'], '--name', name + '_refused', '--out', tmp_path / 'refused', *extra]
+        assert re.search(message, refused(list(map(str, argv)), capfd))
+    assert not (tmp_path / 'refused' / 'experiments').exists()

@@ -124,3 +124,12 @@ def routed_state(checkpoints):
         for k, checkpoint in enumerate(checkpoints)
         for name, value in load_state_dict(checkpoint)[1].items()
     }
+
+
+def shifted_experts(state, by):
+    """A QualityRoutedCARN state dict with expert k renamed k + ``by`` (to put experts in front of it)."""
+    renamed = {}
+    for name, value in state.items():
+        _, k, rest = name.split('.', 2)
+        renamed[f'experts.{int(k) + by}.{rest}'] = value
+    return renamed

@@ -18,13 +18,14 @@ from carn_da.utils.images import ORIENT, STDIN, decode, encode, read_input
 from carn_da.utils.jpeg import read_jpeg_quality, read_pixel_quality
 
 
-def list_inputs(source, pattern, out_dir):
+def list_inputs(source, pattern, out_dir, option='-o'):
     """[(input path or ``-``, output path without extension, relative to the output folder)] of INPUT.
 
     A folder is searched recursively (hidden entries, and ``out_dir`` if it lies inside, are left out) for the
     images of :func:`carn_da.data.image_pairs.scan_images` or, with ``pattern``, the files whose relative path
     matches it (fnmatch, case-insensitive, ``*`` also matches ``/``). Any other INPUT is one input (a file that is
-    not a regular one fails when it is read). UserError if INPUT does not exist or is ``out_dir``.
+    not a regular one fails when it is read). UserError if INPUT does not exist or is ``out_dir`` (named as the
+    command's ``option``).
     """
     if source == STDIN:
         return [(STDIN, 'stdin')]
@@ -34,8 +35,9 @@ def list_inputs(source, pattern, out_dir):
         return [(source, osp.splitext(osp.basename(source))[0])]
     real_source, real_out = osp.realpath(source) + os.sep, osp.realpath(out_dir) + os.sep
     if real_out == real_source:
-        raise UserError(f'-o {out_dir} is the input folder {source}: the outputs would lie among its images; -o must '
-                        'differ from INPUT.')
+        raise UserError(
+            f'{option} {out_dir} is the input folder {source}: the outputs would lie among its images; {option} must '
+            'differ from INPUT.')
     if pattern is None:
         rels = scan_images(source)
     else:
@@ -49,7 +51,8 @@ def list_inputs(source, pattern, out_dir):
         return inputs
     kept = [(path, rel) for path, rel in inputs if not osp.realpath(path).startswith(real_out)]
     if inputs and not kept:
-        raise UserError(f'The images of {source} all lie in the output folder {out_dir}; -o must be another folder.')
+        raise UserError(
+            f'The images of {source} all lie in the output folder {out_dir}; {option} must be another folder.')
     return kept
 
 
