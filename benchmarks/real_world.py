@@ -96,6 +96,11 @@ def parse_args():
     parser.add_argument('--restore-every', type=int, default=4, help='Restore every n-th gray image. Default: 4.')
     parser.add_argument('--limit', type=int, help='Only the first N images of each set (smoke runs).')
     parser.add_argument('--prefix', default='real_world', help='Prefix of the trained models. Default: real_world.')
+    parser.add_argument(
+        '--kinds',
+        nargs='+',
+        choices=KINDS,
+        help='Only these kinds of cases (e.g. resized, with a slow fallback). Default: all.')
     args = parser.parse_args()
     if (args.model is None) != (args.opt is None):
         parser.error('--model and --opt go together')
@@ -302,7 +307,7 @@ def main():
     args = parse_args()
     os.makedirs(args.out, exist_ok=True)
     model = routed_model(args)
-    cases = make_cases(args)
+    cases = [case for case in make_cases(args) if args.kinds is None or case.kind in args.kinds]
     rows = evaluate(args, cases, model)
     head = (f'Command: `python benchmarks/real_world.py {shlex.join(sys.argv[1:])}`  \nDate: '
             f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()}, {os.cpu_count()} CPUs, '
