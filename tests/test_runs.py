@@ -51,3 +51,21 @@ def test_a_failed_preloaded_training_raises_naming_its_options(jpeg_dataset, exp
     path = write_options(opt, tmp_path / 'broken.yml')
     with pytest.raises(RuntimeError, match=rf'training failed \(exit 1\): .*{path}'):
         train(path, root=REPO, quiet=True, preloaded=True)
+
+
+def test_an_interrupted_training_resumes_from_its_last_state(jpeg_dataset, experiment_name, tmp_path):
+    """resume=True: a training killed after its state at iteration 8 continues from there (BasicSR's auto_resume)
+    and ends with the weights of an uninterrupted run."""
+    name = experiment_name('resumed')
+    opt = train_options(name, jpeg_dataset, model_type='CARNModel')
+    train_unless_done(opt, str(tmp_path), REPO, resume=True)
+    whole = torch.load(latest_generator(name, REPO), weights_only=True)['params']
+    folder = experiment_dir(name, REPO)
+    for path in (latest_generator(name, REPO), osp.join(folder, 'models', 'net_g_16.pth'),
+                 osp.join(folder, 'training_states', '16.state')):
+        os.remove(path)  # as if killed between the states of iterations 8 and 16
+    assert train_unless_done(opt, str(tmp_path), REPO, resume=True) > 0
+    resumed = torch.load(latest_generator(name, REPO), weights_only=True)['params']
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+    logs = [f.name for f in os.scandir(folder) if f.name.startswith('train_')]
+    assert len(logs) == 2  # the same experiment folder, a second log: resumed, not restarted in a renamed copy
