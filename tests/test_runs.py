@@ -61,8 +61,9 @@ def test_an_interrupted_training_resumes_from_its_last_state(jpeg_dataset, exper
     train_unless_done(opt, str(tmp_path), REPO, resume=True)
     whole = torch.load(latest_generator(name, REPO), weights_only=True)['params']
     folder = experiment_dir(name, REPO)
-    for path in (latest_generator(name, REPO), osp.join(folder, 'models', 'net_g_16.pth'),
-                 osp.join(folder, 'training_states', '16.state')):
+    for path in (latest_generator(name, REPO), osp.join(folder, 'models',
+                                                        'net_g_16.pth'), osp.join(folder, 'training_states',
+                                                                                  '16.state')):
         os.remove(path)  # as if killed between the states of iterations 8 and 16
     assert train_unless_done(opt, str(tmp_path), REPO, resume=True) > 0
     resumed = torch.load(latest_generator(name, REPO), weights_only=True)['params']
