@@ -3,6 +3,7 @@
     python benchmarks/zoo.py                 # PSNR / SSIM on BSD68, Set12, Classic5 at QF 10, 20, ..., 90
     python benchmarks/zoo.py --adapt-pile    # carn-da adapt --target PILE --restore OUT, nothing else given
     python benchmarks/zoo.py --package       # the wheel's size; loading the default model on one CPU core
+    python benchmarks/zoo.py --pilot 10      # which backbone for the zoo: each blind model trained 10 min, scored
 
 - Scores: every shipped model (``carn-da models``; ``--models`` to choose) and DnCNN-3 (``--mat``, imported with
   ``carn-da import``; left out, and said so, when the file is absent), on the grayscale test
@@ -13,8 +14,12 @@
   beside the JPEGs and the shipped default model.
 - ``--package``: ``pip wheel`` of the repository (its size, shipped models included) and the median time of 5 loads
   of the default model (checksum, options, weights, the check run) with torch on one thread.
+- ``--pilot MINUTES``: each backbone of ``--candidates`` trained as scripts/train_zoo.py trains its blind model
+  (recipes.blind with recipes.REAL_WORLD), for as many iterations as MINUTES of its measured step time allow (the
+  same CPU budget for each), then scored on Set12 at ``--qualities``: the choice of the zoo's backbone. Run it on an
+  otherwise idle machine: the step times decide the iterations.
 
-Writes ``--out``/zoo.md and zoo.json (scores), adapt_pile.md / .json, package.md / .json.
+Writes ``--out``/zoo.md and zoo.json (scores), adapt_pile.md / .json, package.md / .json, pilot.md / .json.
 """
 import carn_da.compat  # noqa: F401
 
@@ -34,7 +39,9 @@ import torch
 from datetime import datetime, timezone
 from os import path as osp
 
+from carn_da import recipes
 from carn_da.import_model import main as import_model
+from carn_da.runs import latest_generator, step_seconds, train_unless_done
 from carn_da.utils.checkpoint import load_model
 from carn_da.utils.evaluation import EvalSet, evaluate
 from carn_da.utils.files import write_atomic
@@ -61,6 +68,13 @@ def parse_args():
     parser.add_argument('--pile-qf', type=int, default=50)
     parser.add_argument('--pile-size', type=int, default=12)
     parser.add_argument('--adapt-iters', type=int, help="carn-da adapt's --iters (smoke runs). Default: its own.")
+    parser.add_argument('--pilot', type=float, metavar='MINUTES', help='Train each --candidates blind this long.')
+    parser.add_argument(
+        '--candidates',
+        nargs='+',
+        default=['rdn:cpu', 'dncnn:cpu', 'dncnn:paper', 'arcnn:cpu', 'memnet:cpu'],
+        help='BACKBONE:SIZE of carn_da/recipes.py for --pilot.')
+    parser.add_argument('--prefix', default='zoo', help='Prefix of the pilot experiments. Default: zoo.')
     parser.add_argument('--mat', default=osp.join(SHARED, 'peers', 'DnCNN3.mat'))
     parser.add_argument('--data', default=osp.join(SHARED, 'datasets'))
     parser.add_argument('--out', default=osp.join(REPO, 'results', 'zoo'))
@@ -189,17 +203,59 @@ def package(args, head):
     return text, {'wheel_bytes': size, 'load_seconds': times}
 
 
+def pilot_options(args, candidate, iters):
+    """The blind model of scripts/train_zoo.py for the ``backbone:size`` candidate, ``iters`` iterations."""
+    backbone, size = candidate.split(':')
+    pairs = recipes.jpeg_pairs('Train400', osp.join(args.data, 'Train400'), None, 48, 16, enlarge=1)
+    log = recipes.logger(max(1, iters // 20), iters, tb_logger=False)
+    opt = recipes.blind(f'{args.prefix}_pilot_{backbone}_{size}', recipes.network(backbone, size), pairs,
+                        recipes.cosine_schedule(iters, 2e-4), log, (10, 90), recipes.REAL_WORLD)
+    opt['path']['param_key_g'] = 'params'
+    return opt
+
+
+def pilot(args, head):
+    """Each candidate trained for ``--pilot`` minutes of its step time, then scored on Set12."""
+    sets = {'Set12': eval_set(args, 'Set12')}
+    rows = {'JPEG': {'scores': scores(args, 'JPEG', None, sets)['Set12']}}
+    for candidate in args.candidates:
+        seconds = step_seconds(pilot_options(args, candidate, 1))
+        opt = pilot_options(args, candidate, max(1, int(args.pilot * 60 / seconds)))
+        wall = train_unless_done(opt, args.out, REPO)
+        checkpoint = latest_generator(opt['name'], REPO)
+        options = osp.join(REPO, 'experiments', opt['name'], f'{opt["name"]}.yml')
+        net = load_model(checkpoint, options)[0]
+        rows[candidate] = dict(
+            scores=scores(args, candidate, (checkpoint, options), sets)['Set12'],
+            params=sum(p.numel() for p in net.parameters()),
+            step_seconds=seconds,
+            iters=opt['train']['total_iter'],
+            wall=wall)
+    lines = [
+        f'### Pilot: blind models for {args.pilot:g} min of training each\n\n{head}Set12 PSNR (dB) at each QF, '
+        'blind models (QF 10-90 and recipes.REAL_WORLD) trained for the same CPU time.\n',
+        '| model | parameters | s / step | iterations | ' + ' | '.join(f'QF {q}' for q in args.qualities) + ' | mean |',
+        '|---|---:|---:|---:|' + '---:|' * (len(args.qualities) + 1)
+    ]
+    for label, row in rows.items():
+        psnr = [row['scores'][str(q)]['psnr'] for q in args.qualities]
+        size = [f'{row["params"]:,}', f'{row["step_seconds"]:.2f}', str(row['iters'])] if 'params' in row else [''] * 3
+        lines.append(f'| {label} | ' + ' | '.join(size + [f'{p:.2f}' for p in psnr] + [f'{np.mean(psnr):.2f}']) + ' |')
+    return '\n'.join(lines) + '\n', rows
+
+
 def main():
     args = parse_args()
     os.makedirs(args.out, exist_ok=True)
     head = (f'Command: `python benchmarks/zoo.py {shlex.join(sys.argv[1:])}`  \nDate: '
             f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()}, {os.cpu_count()} CPUs, '
             f'torch {torch.__version__}\n\n')
-    if not read_manifest()[1]:
+    if not read_manifest()[1] and not args.pilot:
         print('skipped: no shipped models (train them with scripts/train_zoo.py)')
         return 0
     jobs = [('adapt_pile', adapt_pile)] if args.adapt_pile else []
     jobs += [('package', package)] if args.package else []
+    jobs += [('pilot', pilot)] if args.pilot else []
     for name, job in jobs or [('zoo', score_all)]:
         text, data = job(args, head)
         print(text)

@@ -225,12 +225,18 @@ def bq(name, network_g, pairs, lqs, train, log, num_pairs=None, **kwargs):
     return supervised(name, network_g, train_set, train, log, **kwargs)
 
 
-def blind(name, network_g, pairs, train, log, qualities=(10, 90), **kwargs):
+def blind(name, network_g, pairs, train, log, qualities=(10, 90), degradations=None, **kwargs):
     """Blind: the ground truths of ``pairs`` compressed at a quality drawn uniformly from ``qualities`` per image,
-    with OpenCV (as DnCNN-3 and FBCNN are trained)."""
+    with OpenCV (as DnCNN-3 and FBCNN are trained); ``degradations``: JPEGPairedDataset's ``resave_prob``,
+    ``resize_prob``, ``clean_prob`` (:data:`REAL_WORLD`: what the shipped blind model learns)."""
     train_set = {k: v for k, v in pairs.items() if k != 'dataroot_lq'}
-    train_set['jpeg_range'] = list(qualities)
+    train_set.update(jpeg_range=list(qualities), **(degradations or {}))
     return supervised(name, network_g, train_set, train, log, **kwargs)
+
+
+# the real-world JPEGs a blind model also learns (a share of its images each): saved twice, resized after
+# compression, never compressed (JPEGPairedDataset)
+REAL_WORLD = {'resave_prob': 0.1, 'resize_prob': 0.2, 'clean_prob': 0.05}
 
 
 def adaptation(name, network_g, train_set, train, log, source_model, **kwargs):

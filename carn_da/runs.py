@@ -1,13 +1,15 @@
 """Run BasicSR trainings of the plugin from Python and find what they produce.
 
-Every function takes ``root``, the folder a training runs in (BasicSR's ``root_path``): its ``experiments/<name>``
-and ``tb_logger/<name>`` go there, and relative paths in its options are read from there.
+The functions that run or find a training take ``root``, the folder it runs in (BasicSR's ``root_path``): its
+``experiments/<name>`` and ``tb_logger/<name>`` go there, and relative paths in its options are read from there.
 """
+import copy
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
+import torch
 from os import path as osp
 
 from carn_da.utils.files import load_options, write_options
@@ -89,3 +91,23 @@ def train_unless_done(opt, options_dir, root, resume=False):
     opt_path = write_options(opt, osp.join(options_dir, f'{opt["name"]}.yml'))
     train(opt_path, *(['--auto_resume'] if resume else []), root=root, quiet=True, preloaded=True)
     return time.time() - start
+
+
+def step_seconds(opt, steps=5, warmup=3):
+    """Seconds per training step of the options ``opt`` on one process (random batches of its batch and patch size,
+    no data loading, after ``warmup`` steps): what an iteration costs, to size a training to a time budget."""
+    from basicsr.models import build_model  # importing BasicSR's models registers the plugin's through carn_da
+    opt = copy.deepcopy(opt)
+    opt.update(is_train=True, dist=False, num_gpu=0, rank=0, world_size=1)
+    opt['path']['pretrain_network_g'] = None
+    model = build_model(opt)
+    train_set = opt['datasets']['train']
+    shape = (train_set['batch_size_per_gpu'], 1, train_set['gt_size'], train_set['gt_size'])
+    gen = torch.Generator().manual_seed(0)
+    model.feed_data({key: torch.rand(shape, generator=gen) for key in ('lq', 'gt')})
+    for i in range(warmup):
+        model.optimize_parameters(i + 1)
+    start = time.perf_counter()
+    for i in range(steps):
+        model.optimize_parameters(warmup + i + 1)
+    return (time.perf_counter() - start) / steps

@@ -57,9 +57,9 @@ def parse_args(argv=None):
     parser.add_argument('--expert-lr', type=float, default=5e-5)
     parser.add_argument('--blind-range', type=int, nargs=2, default=[10, 90], metavar=('MIN', 'MAX'))
     parser.add_argument('--qualities', type=int, nargs='*', default=list(SCORE_QUALITIES), help='Experts (QF).')
-    parser.add_argument('--resave-prob', type=float, default=0.1)
-    parser.add_argument('--resize-prob', type=float, default=0.2)
-    parser.add_argument('--clean-prob', type=float, default=0.05)
+    parser.add_argument('--resave-prob', type=float, default=recipes.REAL_WORLD['resave_prob'])
+    parser.add_argument('--resize-prob', type=float, default=recipes.REAL_WORLD['resize_prob'])
+    parser.add_argument('--clean-prob', type=float, default=recipes.REAL_WORLD['clean_prob'])
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--patch', type=int, default=48)
     parser.add_argument('--score-images', type=int, default=68, help='BSD68 images scored for the model cards.')
@@ -70,14 +70,20 @@ def parse_args(argv=None):
     return args
 
 
-def train_model(args, name, qualities, iters, lr, pretrain=None, **degradations):
+def train_model(args, name, qualities, iters, lr, pretrain=None, degradations=None):
     """Train (or reuse, or resume) one model on Train400 JPEGs of ``qualities`` (min, max); its latest checkpoint."""
     pairs = recipes.jpeg_pairs('Train400', osp.join(args.data, 'Train400'), None, args.patch, args.batch, enlarge=1)
-    pairs.update(degradations)
     log = recipes.logger(max(1, iters // 20), max(1, iters // 4))
     schedule = recipes.cosine_schedule(iters, lr)
     opt = recipes.blind(
-        name, recipes.network(args.backbone, args.size), pairs, schedule, log, qualities, pretrain=pretrain)
+        name,
+        recipes.network(args.backbone, args.size),
+        pairs,
+        schedule,
+        log,
+        qualities,
+        degradations,
+        pretrain=pretrain)
     opt['path']['param_key_g'] = 'params'
     options_dir = osp.join(args.root, 'experiments', f'{args.prefix}_options')
     os.makedirs(options_dir, exist_ok=True)
@@ -128,7 +134,7 @@ def main(argv=None):
     args = parse_args(argv)
     degradations = dict(resave_prob=args.resave_prob, resize_prob=args.resize_prob, clean_prob=args.clean_prob)
     low, high = args.blind_range
-    blind = train_model(args, f'{args.prefix}_blind', (low, high), args.blind_iters, args.blind_lr, **degradations)
+    blind = train_model(args, f'{args.prefix}_blind', (low, high), args.blind_iters, args.blind_lr, None, degradations)
     experts = [
         train_model(args, f'{args.prefix}_qf{q}', (q, q), args.expert_iters, args.expert_lr, blind)
         for q in args.qualities
