@@ -44,7 +44,7 @@ from carn_da.import_model import main as import_model
 from carn_da.runs import latest_generator, step_seconds, train_unless_done
 from carn_da.utils.checkpoint import load_model
 from carn_da.utils.evaluation import EvalSet, evaluate
-from carn_da.utils.files import write_atomic
+from carn_da.utils.files import load_options, write_atomic
 from carn_da.utils.inference import restore
 from carn_da.utils.jpeg import jpeg_encode
 from carn_da.utils.scores import image_scores, mean_scores
@@ -220,10 +220,12 @@ def pilot(args, head):
     rows = {'JPEG': {'scores': scores(args, 'JPEG', None, sets)['Set12']}}
     for candidate in args.candidates:
         seconds = step_seconds(pilot_options(args, candidate, 1))
-        opt = pilot_options(args, candidate, max(1, int(args.pilot * 60 / seconds)))
+        name = pilot_options(args, candidate, 1)['name']
+        checkpoint, options = latest_generator(name, REPO), osp.join(REPO, 'experiments', name, f'{name}.yml')
+        done = osp.isfile(checkpoint) and osp.isfile(options)  # a rerun keeps the iterations it was trained for
+        iters = load_options(options)['train']['total_iter'] if done else max(1, int(args.pilot * 60 / seconds))
+        opt = pilot_options(args, candidate, iters)
         wall = train_unless_done(opt, args.out, REPO)
-        checkpoint = latest_generator(opt['name'], REPO)
-        options = osp.join(REPO, 'experiments', opt['name'], f'{opt["name"]}.yml')
         net = load_model(checkpoint, options)[0]
         rows[candidate] = dict(
             scores=scores(args, candidate, (checkpoint, options), sets)['Set12'],
