@@ -324,10 +324,12 @@ def quality_expert(name, network_g, train_set, train, log, source_model, target_
     return with_target_quality(opt, 'target', target_quality)
 
 
-def routed_pair(experts):
+def routed_pair(experts, unknown=None):
     """``network_g`` of a QualityRoutedCARN: ``experts`` are (network_g, JPEG qualities) pairs, in order; qualities
-    None makes that expert the fallback, the model for every other quality (e.g. a blind source model)."""
-    return {'type': 'QualityRoutedCARN', 'experts': [routed_expert(*expert) for expert in experts]}
+    None makes that expert the fallback, the model for every other quality (e.g. a blind source model); ``unknown``:
+    where an image of unknown quality goes (default: the arch's, unchanged)."""
+    network = {'type': 'QualityRoutedCARN', 'experts': [routed_expert(*expert) for expert in experts]}
+    return network if unknown is None else dict(network, unknown=unknown)
 
 
 def routed_expert(network_g, qualities):

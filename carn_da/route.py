@@ -8,10 +8,11 @@
 option file (for ``network_g``) and its checkpoint. Writes ``--out``/``routed.yml`` (``network_g``:
 ``QualityRoutedCARN``) and ``--out``/``net_g.pth`` (BasicSR's ``{'params': ...}``), which ``carn-da restore`` loads
 and whose ``network_g`` BasicSR test options can use, like any other model: each image goes to the expert with the
-quality nearest to the one read from it, if within 2 QF; every other image (unknown quality: resized, never
-compressed; or a quality no expert is made for) goes to ``--fallback`` (a blind model), or passes unchanged without
-one: an expert made for another quality is never trusted with it. Keeping the source model beside an adapted one
-this way, the adaptation forgets nothing at the source quality (docs/RESULTS.md).
+quality nearest to the one read from it, if within 2 QF; an image of a quality no expert is made for goes to
+``--fallback`` (a blind model), or passes unchanged without one: an expert made for another quality is never trusted
+with it. An image of unknown quality (resized, never compressed) passes unchanged, or goes to the fallback with
+``--unknown fallback`` (measured: blind models restore resized JPEGs below the JPEG itself, docs/RESULTS.md).
+Keeping the source model beside an adapted one this way, the adaptation forgets nothing at the source quality.
 """
 import carn_da.compat  # noqa: F401
 
@@ -48,9 +49,15 @@ def parse_args(argv=None):
         '--fallback',
         nargs=2,
         metavar=('OPTIONS', 'CHECKPOINT'),
-        help="Option file and checkpoint of the model for every image no expert is made for: of unknown quality "
-        "(resized, never compressed) or further than 2 QF from every expert's qualities; a blind model. Without it, "
-        'such images pass unchanged.')
+        help="Option file and checkpoint of the model for every image further than 2 QF from every expert's "
+        'qualities (a blind model), and with --unknown fallback of unknown quality. Without it, such images pass '
+        'unchanged.')
+    parser.add_argument(
+        '--unknown',
+        choices=['unchanged', 'fallback'],
+        default='unchanged',
+        help='Where an image of unknown quality (no JPEG grid: resized, never compressed) goes. Default: unchanged '
+        '(blind models measured below the JPEG on resized JPEGs, docs/RESULTS.md); fallback needs --fallback.')
     parser.add_argument('--out', required=True, help='Output folder (routed.yml, net_g.pth).')
     args = parser.parse_args(argv)
     try:
@@ -63,6 +70,8 @@ def parse_args(argv=None):
             if experts.setdefault(quality, (k, checkpoint))[0] != k:
                 parser.error(f'--expert: QF {quality} has two experts, {experts[quality][1]} and {checkpoint}; give '
                              'each quality to one')
+    if args.unknown == 'fallback' and not args.fallback:
+        parser.error('--unknown fallback needs --fallback')
     return parser, args
 
 
@@ -70,7 +79,7 @@ def run(args):
     experts = args.expert + ([(None, *args.fallback)] if args.fallback else [])
     for _, options, checkpoint in experts:
         load_model(checkpoint, options)  # checks that the pair loads and restores, naming the file if not
-    network = routed_pair([(network_options(options), qualities) for qualities, options, _ in experts])
+    network = routed_pair([(network_options(options), qualities) for qualities, options, _ in experts], args.unknown)
     checkpoint, options = osp.join(args.out, 'net_g.pth'), osp.join(args.out, 'routed.yml')
     check_outputs_spare_inputs([checkpoint, options], [path for expert in experts for path in expert[1:]], '--out')
     check_output_folder(args.out, '--out')
@@ -79,7 +88,9 @@ def run(args):
     load_model(checkpoint, options)
     others = f'{args.fallback[1]}' if args.fallback else 'unchanged (no --fallback)'
     routes = ', '.join(f'QF {",".join(map(str, q))} -> {path}' for q, _, path in args.expert)
-    print(f'wrote {options} and {checkpoint}: {routes}; other images -> {others}')
+    unknown = others if args.unknown == 'fallback' else 'unchanged'
+    print(f'wrote {options} and {checkpoint}: {routes}; other images -> {others}; images of unknown quality -> '
+          f'{unknown}')
     return 0
 
 

@@ -60,6 +60,12 @@ def parse_args(argv=None):
     parser.add_argument('--resave-prob', type=float, default=recipes.REAL_WORLD['resave_prob'])
     parser.add_argument('--resize-prob', type=float, default=recipes.REAL_WORLD['resize_prob'])
     parser.add_argument('--clean-prob', type=float, default=recipes.REAL_WORLD['clean_prob'])
+    parser.add_argument(
+        '--unknown',
+        choices=['unchanged', 'fallback'],
+        default='unchanged',
+        help='Where the routed model sends an image of unknown quality (QualityRoutedCARN). Default: unchanged; '
+        'fallback once the blind model is measured above the JPEG on resized images (benchmarks/real_world.py).')
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--patch', type=int, default=48)
     parser.add_argument('--score-images', type=int, default=68, help='BSD68 images scored for the model cards.')
@@ -145,10 +151,11 @@ def main(argv=None):
             f'({args.clean_prob:.0%}); the source model of carn-da adapt.')
     trained = f'{args.blind_iters} iterations of batch {args.batch}, cosine learning rate from {args.blind_lr:g}'
     ship_scored(args, f'{args.name}-blind', network_g, load_state_dict(blind)[1], what, trained, jpeg, ['adapt_source'])
-    routed = recipes.routed_pair([(network_g, None)] + [(network_g, [q]) for q in args.qualities])
+    routed = recipes.routed_pair([(network_g, None)] + [(network_g, [q]) for q in args.qualities], args.unknown)
+    unknown = 'the blind model too' if args.unknown == 'fallback' else 'unchanged'
     what = (f'Routed (the default model): an expert per JPEG quality {", ".join(map(str, args.qualities))} (each '
             f'the blind model fine-tuned on that quality alone), chosen per image from the quality read from it; '
-            f'the blind model {args.name}-blind for any other or an unknown quality.')
+            f'the blind model {args.name}-blind for any other quality; an image of unknown quality: {unknown}.')
     trained += f'; each expert {args.expert_iters} more iterations from {args.expert_lr:g}'
     ship_scored(args, args.name, routed, routed_state([blind, *experts]), what, trained, jpeg, ['default'])
 

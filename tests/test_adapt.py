@@ -202,8 +202,8 @@ def test_a_blind_source_needs_only_clean_source_images(data, experiment_name, tm
     assert (opt['datasets']['train']['source_quality'], opt['datasets']['train']['target_quality']) == ('target',
                                                                                                         'file')
     assert 'target_opt' not in opt['train'] and 'target_self_supervision' not in opt['datasets']['train']
-    assert ('the adapted model for QF 30, 50, 70, 90 (within 2), the source model for every other or an unknown quality'
-            ) in report
+    assert ('the adapted model for QF 30, 50, 70, 90 (within 2), the source model for every other quality; images of '
+            'unknown quality pass unchanged') in report
     summary = json.loads((out / 'report.json').read_text())
     assert summary['routed']['experts'] == [None, list(PILE_QFS)] and 'source' not in summary['qf_histograms']
     router, _ = load_model(summary['routed']['checkpoint'], summary['routed']['options'])
@@ -361,7 +361,7 @@ def test_a_pile_alone_adapts_the_shipped_model_and_restores_the_pile(data, exper
     ]
     assert adapt.main(list(map(str, argv))) == 0
     report = capfd.readouterr().out
-    assert 'the shipped model tiny (its experts and blind fallback) for every other or an unknown quality' in report
+    assert 'the shipped model tiny (its experts and blind fallback) for every other quality and as it' in report
     assert '4 restored, 0 skipped (outputs exist), 0 failed' in report
     assert sorted(os.listdir(out / 'source_photos')) == sorted(f'{photo}.png' for photo in images.SAMPLE_PHOTOS)
     assert str(out / 'source_photos') in (out / f'{name}.yml').read_text()

@@ -94,7 +94,9 @@ def test_a_fallback_expert_takes_every_quality_no_expert_is_made_for():
     expert, fallback = dict(network=tiny, qualities=[30]), dict(network=tiny, fallback=True)
     routed = QualityRoutedCARN([expert, fallback])
     assert [routed.route(q) for q in (10, 27, 28, 30, 32, 33, 90)] == [1, 1, 0, 0, 0, 1, 1]
-    assert routed.route(None) == 1 and [routed.describe(k) for k in (0, 1, None)] == ['QF 30', 'fallback', 'unchanged']
+    assert routed.route(None) is None and [routed.describe(k)
+                                           for k in (0, 1, None)] == ['QF 30', 'fallback', 'unchanged']
+    assert QualityRoutedCARN([expert, fallback], unknown='fallback').route(None) == 1  # a blind model for unknown
     # without a fallback, an image of unknown quality or far from every expert passes unchanged
     alone = QualityRoutedCARN([expert], reach=0)
     assert [alone.route(q) for q in (10, 30, 31, None)] == [None, 0, None, None]
@@ -103,16 +105,19 @@ def test_a_fallback_expert_takes_every_quality_no_expert_is_made_for():
     for experts in ([fallback], [dict(expert, fallback=True)], [fallback, fallback]):
         with pytest.raises(ValueError, match='fallback'):
             QualityRoutedCARN(experts)
+    with pytest.raises(ValueError, match="unknown must be 'unchanged' or, with a fallback expert, 'fallback'"):
+        QualityRoutedCARN([expert], unknown='fallback')
 
 
 def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, experts, capsys):
     """Experts for QF 10 and QF 70/90 and a fallback: a colour JPEG goes where its gray twin goes, a crop off the grid
     where the whole photo goes, a re-saved JPEG to the expert of its earlier, coarser quality; a resized JPEG and a
-    QF no expert is made for to the fallback; the report says why."""
+    QF no expert is made for to the fallback; a resized JPEG (unknown quality) passes unchanged, or with --unknown
+    fallback goes to the fallback; the report says why."""
     fallback = save_model(tmp_path, seed=9)
     code, out = route(capsys, '--expert', '10', *experts['10'][::-1], '--expert', '70,90', *experts['70,90'][::-1],
                       '--fallback', *fallback[::-1], '--out', tmp_path / 'routed')
-    assert code == 0 and 'other images -> ' + fallback[0] in out.out
+    assert code == 0 and f'other images -> {fallback[0]}; images of unknown quality -> unchanged' in out.out
     rng = np.random.default_rng(7)
     gray = textured_image(rng, 96, 112)
     color = np.stack([gray * 0.5 + 60, gray[::-1] * 0.4 + 80, (255 - gray) * 0.4 + 50], axis=2).astype(np.uint8)
@@ -146,7 +151,7 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
         'color10.jpg': ('10', 'header', '0,0', 'QF 10'),
         'crop70.png': ('70', 'pixels', '3,5', 'QF 70,90'),
         'resaved.jpg': ('10', 'pixels', '0,0', 'QF 10'),
-        'resized.png': ('', '', '', 'fallback'),
+        'resized.png': ('', '', '', 'unchanged'),
         'qf40.jpg': ('40', 'header', '0,0', 'fallback'),
     }
     assert {
@@ -157,6 +162,15 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
     assert 'no JPEG grid' in rows['resized.png']['note'] and all(row['status'] == 'restored' for row in rows.values())
     assert f'{pile / "crop70.png"}: QF 70 (pixels, grid offset 3,5) -> QF 70,90' in stderr
     # the colour JPEG's luma is restored by the expert its gray twin goes to
+    resized = cv2.imdecode(np.frombuffer(files['resized.png'], np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(cv2.imread(str(tmp_path / 'out' / 'resized.png'), cv2.IMREAD_GRAYSCALE), resized)
+    code, out = route(capsys, '--expert', '10', *experts['10'][::-1], '--fallback', *fallback[::-1], '--unknown',
+                      'fallback', '--out', tmp_path / 'routed_unknown')
+    assert code == 0 and f'images of unknown quality -> {fallback[0]}' in out.out
+    code, _, stderr = restore(capsys, pile / 'resized.png', '-o', tmp_path / 'out_unknown', '--model',
+                              tmp_path / 'routed_unknown' / 'net_g.pth', '--opt',
+                              tmp_path / 'routed_unknown' / 'routed.yml')
+    assert code == 0 and stderr.count('-> fallback') == 1
     low = load_model(*experts['10'])[0]
     luma = cv2.cvtColor(cv2.imread(str(tmp_path / 'out' / 'color10.png')), cv2.COLOR_BGR2YCrCb)[..., 0]
     stored = cv2.imdecode(np.frombuffer(files['color10.jpg'], np.uint8), cv2.IMREAD_GRAYSCALE)

@@ -68,5 +68,7 @@ def test_an_interrupted_training_resumes_from_its_last_state(jpeg_dataset, exper
     assert train_unless_done(opt, str(tmp_path), REPO, resume=True) > 0
     resumed = torch.load(latest_generator(name, REPO), weights_only=True)['params']
     assert all(torch.equal(resumed[k], whole[k]) for k in whole)
-    logs = [f.name for f in os.scandir(folder) if f.name.startswith('train_')]
-    assert len(logs) == 2  # the same experiment folder, a second log: resumed, not restarted in a renamed copy
+    logs = sorted(f.path for f in os.scandir(folder) if f.name.startswith('train_'))
+    with open(logs[-1], encoding='utf-8') as f:  # the same folder (none archived), a run that resumed
+        assert 'Resuming training from epoch' in f.read()
+    assert not [f for f in os.listdir(osp.dirname(folder)) if f.startswith(f'{name}_archived')]

@@ -19,12 +19,15 @@ class QualityRoutedCARN(nn.Module):
         experts (list[dict]): ``{'network': network_g options, 'qualities': [QF, ...]}`` each, and at most one
             ``{'network': ..., 'fallback': True}``, the model for every other image (a blind model, such as the
             blind source of an adaptation). An image goes to the expert with a quality nearest to its own (the first
-            such expert on ties) if that quality is within ``reach`` of it. An image of unknown quality (resized,
-            never compressed: see ``estimate_grid_and_quality``) or of a quality no expert reaches goes to the
-            fallback, or, without one, passes through unchanged: no expert made for another quality is trusted
-            with it.
+            such expert on ties) if that quality is within ``reach`` of it. An image of a quality no expert reaches
+            goes to the fallback, or, without one, passes through unchanged: no expert made for another quality is
+            trusted with it.
         reach (int): How far (in QF) from its qualities an expert still serves an image. Default: 2 (readings are
             exact for libjpeg's tables; a file's header and its pixels may differ by a tie of the IJG tables).
+        unknown (str): Where an image of unknown quality goes (no JPEG grid in its pixels: resized, rotated, never
+            compressed; see ``estimate_grid_and_quality``): ``unchanged`` (default: on resized BSD68, Set12 and
+            Classic5 JPEGs both a blind RDN and DnCNN-3 score below the JPEG itself, docs/RESULTS.md) or
+            ``fallback`` (for a fallback measured to help such images).
 
     The state dict is the experts' (``experts.<k>.<name>``); ``carn-da route`` (carn_da/route.py) writes one from
     the experts' checkpoints. On a tensor, the quality is read from each image's pixels (its luma, recomputed from
@@ -33,7 +36,7 @@ class QualityRoutedCARN(nn.Module):
     since the reading needs the image's own 8x8 grid.
     """
 
-    def __init__(self, experts, reach=2):
+    def __init__(self, experts, reach=2, unknown='unchanged'):
         super().__init__()
         if not experts or not all(
                 isinstance(e, dict) and 'network' in e and ('qualities' in e) != bool(e.get('fallback'))
@@ -53,6 +56,10 @@ class QualityRoutedCARN(nn.Module):
         if isinstance(reach, bool) or not isinstance(reach, int) or reach < 0:
             raise ValueError(f'QualityRoutedCARN: reach must be an integer >= 0, got {reach!r}.')
         self.reach = reach
+        if unknown not in ('unchanged', 'fallback') or unknown == 'fallback' and self.fallback is None:
+            raise ValueError("QualityRoutedCARN: unknown must be 'unchanged' or, with a fallback expert, 'fallback'; "
+                             f'got {unknown!r}.')
+        self.unknown = unknown
         self.experts = nn.ModuleList(build_network(dict(expert['network'])) for expert in experts)
 
     def read(self, x):
@@ -65,15 +72,14 @@ class QualityRoutedCARN(nn.Module):
 
     def route(self, quality):
         """Index of the expert for an image of JPEG ``quality`` (None: unknown); None when it passes unchanged."""
-        if quality is not None:
-            distance = {
-                k: min(abs(quality - q) for q in qualities)
-                for k, qualities in enumerate(self.qualities) if qualities
-            }
-            nearest = min(distance, key=distance.get)
-            if distance[nearest] <= self.reach:
-                return nearest
-        return self.fallback
+        if quality is None:
+            return self.fallback if self.unknown == 'fallback' else None
+        distance = {
+            k: min(abs(quality - q) for q in qualities)
+            for k, qualities in enumerate(self.qualities) if qualities
+        }
+        nearest = min(distance, key=distance.get)
+        return nearest if distance[nearest] <= self.reach else self.fallback
 
     def expert(self, route):
         """The module of a ``route``: an expert, or the identity (None: the image passes unchanged)."""
