@@ -50,7 +50,6 @@ import threading
 import time
 import torch
 from basicsr.archs import build_network
-from basicsr.models import build_model
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -58,7 +57,7 @@ from matplotlib.figure import Figure
 from os import path as osp
 
 from carn_da import recipes
-from carn_da.runs import experiment_dir, latest_generator, train_unless_done
+from carn_da.runs import experiment_dir, latest_generator, train_unless_done, warmed_up_model
 from carn_da.utils.checkpoint import load_network, routed_state
 from carn_da.utils.files import save_torch_atomic
 from carn_da.utils.jpeg import estimate_quality, read_quality
@@ -369,23 +368,9 @@ def step_defining(opt):
 
 def step_time_ratio(variant_opt, control_opt, steps=5, rounds=2):
     """Seconds per training step of ``variant_opt`` over those of ``control_opt``, each on random data of its own
-    batch size, in one process, the two timed in alternating rounds of ``steps`` steps (after 3 warm-up steps each)
-    so that load changes hit both."""
-    gen = torch.Generator().manual_seed(0)
-
-    def random_batch(opt):
-        shape = (opt['datasets']['train']['batch_size_per_gpu'], 1) + (opt['datasets']['train']['gt_size'], ) * 2
-        return {key: torch.rand(shape, generator=gen) for key in ('gt', 'lq', 'lq_target', 'lq_target_self')}
-
-    models = []
-    for opt in (control_opt, variant_opt):
-        opt = copy.deepcopy(opt)
-        opt.update(is_train=True, dist=False, num_gpu=0, rank=0, world_size=1)
-        opt['path']['pretrain_network_g'] = None
-        models.append(build_model(opt))
-        models[-1].feed_data(random_batch(opt))
-        for i in range(3):
-            models[-1].optimize_parameters(i + 1)
+    batch size (runs.warmed_up_model), in one process, the two timed in alternating rounds of ``steps`` steps so that
+    load changes hit both."""
+    models = [warmed_up_model(opt) for opt in (control_opt, variant_opt)]
     seconds = [0.0, 0.0]
     for _ in range(rounds):
         for k, model in enumerate(models):

@@ -17,9 +17,10 @@ true one's luminance table (and, where the truth has one, its grid offset is the
 Restoration: on every ``--restore-every``-th image of each set (all colour photos), each case is restored as
 ``carn-da restore`` does (``Restorer``: the stored luma of a colour JPEG, its expert chosen from the reading) by a
 ``QualityRoutedCARN`` with a fallback (crops: one per image and QF, colour crops every third QF), and by the oracle
-told the true quality (the same router's choice for it; an image with no true quality, or one no expert is made for,
-goes to the fallback). PSNR on Y (gray) and, for colour, on
-RGB against the originals; the JPEG input and the fallback (the blind model) alone beside them. The routed model is
+told the true quality (the same router's choice for it: an image no expert is made for goes to the fallback, one
+with no true quality where the router sends unknown images, unchanged unless ``unknown: fallback``). PSNR on Y
+(gray) and, for colour, on RGB against the originals; the JPEG input and the fallback (the blind model) alone beside
+them. The routed model is
 ``--model``/``--opt`` or, by default, RDNs trained here (``EXPERTS`` and a blind one for QF 10-90, ``--iters`` each on
 Train400 compressed on the fly), joined as ``carn-da route`` joins them.
 

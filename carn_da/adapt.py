@@ -504,7 +504,7 @@ def restore_targets(args, routed, device):
     restorer = Restorer(net, channels, device, tile=args.tile, tile_overlap=args.tile_overlap)
     rows = []
     inputs = list_inputs(args.target, None, args.restore, '--restore')
-    done = restore_files(restorer, inputs, args.restore, report=rows)
+    done = restore_files(restorer, inputs, args.restore, report=rows, option='--restore')
     write_restore_report(rows, osp.join(args.out, 'restore_report.csv'))
     print(f'{len(done["restored"])} restored, {len(done["skipped"])} skipped (outputs exist), {len(done["failed"])} '
           f'failed -> {args.restore}')

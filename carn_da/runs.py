@@ -93,9 +93,10 @@ def train_unless_done(opt, options_dir, root, resume=False):
     return time.time() - start
 
 
-def step_seconds(opt, steps=5, warmup=3):
-    """Seconds per training step of the options ``opt`` on one process (random batches of its batch and patch size,
-    no data loading, after ``warmup`` steps): what an iteration costs, to size a training to a time budget."""
+def warmed_up_model(opt, warmup=3):
+    """The BasicSR model of the options ``opt`` on one process, without pretrained weights, fed one random batch of
+    its batch and patch size (source and target keys alike) and trained ``warmup`` steps on it: what the training
+    steps of ``opt`` cost, without data loading, is then the time of ``optimize_parameters``."""
     from basicsr.models import build_model  # importing BasicSR's models registers the plugin's through carn_da
     opt = copy.deepcopy(opt)
     opt.update(is_train=True, dist=False, num_gpu=0, rank=0, world_size=1)
@@ -104,9 +105,16 @@ def step_seconds(opt, steps=5, warmup=3):
     train_set = opt['datasets']['train']
     shape = (train_set['batch_size_per_gpu'], 1, train_set['gt_size'], train_set['gt_size'])
     gen = torch.Generator().manual_seed(0)
-    model.feed_data({key: torch.rand(shape, generator=gen) for key in ('lq', 'gt')})
+    model.feed_data({key: torch.rand(shape, generator=gen) for key in ('gt', 'lq', 'lq_target', 'lq_target_self')})
     for i in range(warmup):
         model.optimize_parameters(i + 1)
+    return model
+
+
+def step_seconds(opt, steps=5, warmup=3):
+    """Seconds per training step of the options ``opt`` (:func:`warmed_up_model`, then ``steps`` steps): what an
+    iteration costs, to size a training to a time budget."""
+    model = warmed_up_model(opt, warmup)
     start = time.perf_counter()
     for i in range(steps):
         model.optimize_parameters(warmup + i + 1)

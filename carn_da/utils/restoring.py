@@ -96,11 +96,12 @@ def restore_file(restorer, path, out_path, ext, reading_needed):
     }
 
 
-def restore_files(restorer, inputs, out_dir, ext='png', overwrite=False, report=None):
+def restore_files(restorer, inputs, out_dir, ext='png', overwrite=False, report=None, option='-o'):
     """Restore every input and write it under ``out_dir``; failures are reported on stderr as they happen. With a
     router, each image's quality reading and expert are printed too.
 
-    An input whose output is (or links to) an input file fails, whatever ``overwrite``: no input is written to.
+    An input whose output is (or links to) an input file fails, whatever ``overwrite``: no input is written to (the
+    message names the output folder as the command's ``option``).
 
     Returns:
         dict: {'restored', 'skipped', 'failed'}: lists of input paths; with ``report`` (a list), a row (dict of
@@ -119,7 +120,7 @@ def restore_files(restorer, inputs, out_dir, ext='png', overwrite=False, report=
             replaced = input_ids.get(file_id(out_path))
             if replaced is not None:
                 which = '' if replaced == path else f' {replaced}'
-                raise BadInput(f'its output {out_path} would replace the input{which}; choose another -o')
+                raise BadInput(f'its output {out_path} would replace the input{which}; choose another {option}')
             if osp.lexists(out_path) and not overwrite:
                 status = 'skipped'
             else:
