@@ -42,7 +42,7 @@ from carn_da import recipes
 from carn_da.import_model import main as import_model
 from carn_da.runs import experiment_dir, train_unless_done
 from carn_da.utils.checkpoint import load_model
-from carn_da.utils.files import write_atomic
+from carn_da.utils.files import read_json, write_atomic
 from carn_da.utils.inference import restore
 from carn_da.utils.jpeg import estimate_quality, jpeg_compress, jpeg_encode
 from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, markdown_table, mean_scores
@@ -163,14 +163,6 @@ def scores(checkpoint, options, pile, gts, every=1):
     cache = dict(read_json(cache_path), **{key: result})  # read again: another run may have added scores
     write_atomic(cache_path, json.dumps(cache, indent=0).encode())
     return result
-
-
-def read_json(path):
-    """The JSON file ``path``, or {} if there is none."""
-    if not osp.isfile(path):
-        return {}
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
 
 
 def curve(args, name, options, pile, gts):

@@ -278,7 +278,7 @@ def source_model(args, qf):
     iters = args.source_iters
     return recipes.sq(
         f'{args.prefix}_sq_qf{qf}',
-        recipes.network(args.backbone),
+        recipes.network(args.backbone, args.size),
         source_pairs(args, qf),
         recipes.schedule(iters, args.lr),
         recipes.logger(10, iters),
@@ -290,7 +290,7 @@ def peer(args, kind):
     (recipes.blind: QF 10-90)."""
     iters = args.source_iters + args.adapt_iters
     common = dict(train=recipes.schedule(iters, args.lr), log=recipes.logger(10, iters), seed=args.seed)
-    name, network_g, pairs = f'{args.prefix}_{kind}', recipes.network(args.backbone), source_pairs(args, 10)
+    name, network_g, pairs = f'{args.prefix}_{kind}', recipes.network(args.backbone, args.size), source_pairs(args, 10)
     if kind == 'BQ':
         lqs = [osp.join(args.data_root, 'Train400', f'qf{qf}') for qf in (10, 70)]
         return recipes.bq(name, network_g, pairs, lqs, **common)
@@ -303,7 +303,7 @@ def adaptation(args, direction, variant):
     same TwoDomainDataset; the control: no target) plus what the variant adds (:func:`with_variant`)."""
     v, (source, target) = VARIANTS[variant], DIRECTIONS[direction]
     name, iters, seed = f'{args.prefix}_{direction}_{variant}', args.adapt_iters, args.seed + 1 + v.seed
-    network_g = recipes.network(args.backbone)
+    network_g = recipes.network(args.backbone, args.size)
     if v.split_at is not None:
         network_g['split_at'] = v.split_at
     train = (recipes.cosine_schedule if v.cosine else recipes.schedule)(iters, v.lr or args.adapt_lr)
@@ -316,7 +316,7 @@ def adaptation(args, direction, variant):
         opt = recipes.adaptation(name, network_g, train_set, train, log, start, seed=seed)
     else:
         opt = recipes.supervised(name, network_g, train_set, train, log, seed=seed, pretrain=start)
-    return with_variant(opt, v, recipes.quality_channels(args.backbone))
+    return with_variant(opt, v, recipes.quality_channels(args.backbone, args.size))
 
 
 def with_variant(opt, v, q_channels):
@@ -415,17 +415,17 @@ class JsonCache:
 class Scores:
     """Mean scores of checkpoints on test pairs, cached by checkpoint, its mtime, QF and image count."""
 
-    def __init__(self, cache, backbone, pairs):
-        self.cache, self.backbone, self.pairs = cache, backbone, pairs
+    def __init__(self, cache, network, pairs):
+        self.cache, self.network, self.pairs = cache, network, pairs
 
     def __call__(self, checkpoint, qf, datasets=TEST_SETS, network=None, experts=None, limit=None):
         """{'<dataset>_<metric>': mean} of ``checkpoint`` (None: the JPEG input) at ``qf`` on ``datasets``;
-        ``network``: its network_g options (default: the study's backbone). ``experts``: the checkpoints of a
+        ``network``: its network_g options (default: the study's network). ``experts``: the checkpoints of a
         QualityRoutedCARN's experts, in order: where it sends every image of a set to one expert, its restorations
         are that expert's, so the expert's scores are taken. ``limit``: only the first ``limit`` test pairs."""
 
         def load():  # only when it routes or restores: a cached score needs no network
-            return None if checkpoint is None else load_network(network or recipes.network(self.backbone), checkpoint)
+            return None if checkpoint is None else load_network(network or self.network, checkpoint)
 
         scores = {}
         stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
@@ -443,10 +443,10 @@ class Scores:
         return scores
 
 
-def routed_model(path, experts, backbone):
+def routed_model(path, experts, network_g):
     """Write (unless up to date) the QualityRoutedCARN checkpoint ``path`` of ``experts``, (quality, checkpoint)
-    pairs of the study's backbone; return its network_g options."""
-    network = recipes.routed_pair([(recipes.network(backbone), [quality]) for quality, _ in experts])
+    pairs of networks of the options ``network_g``; return its network_g options."""
+    network = recipes.routed_pair([(network_g, [quality]) for quality, _ in experts])
     if not osp.isfile(path) or any(os.stat(c).st_mtime_ns > os.stat(path).st_mtime_ns for _, c in experts):
         save_torch_atomic({'params': routed_state(checkpoint for _, checkpoint in experts)}, path)
     return network
@@ -492,7 +492,8 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', default=osp.join(REPO, 'datasets'))
     parser.add_argument('--out', default=None, help='Output folder. Default: results/<prefix>.')
     parser.add_argument('--backbone', choices=sorted(recipes.BACKBONES), default='rdn')
-    parser.add_argument('--prefix', default=None, help='Experiment name prefix. Default: da_study_<backbone>.')
+    parser.add_argument('--size', default='cpu', help='Size preset of the backbone in carn_da/recipes.py.')
+    parser.add_argument('--prefix', default=None, help='Experiment name prefix. Default: da_study_<backbone>[_<size>].')
     parser.add_argument('--directions', nargs='+', choices=sorted(DIRECTIONS), default=['lq2hq', 'hq2lq'])
     parser.add_argument(
         '--variants',
@@ -525,7 +526,9 @@ def parse_args(argv=None):
         default=1,
         help='Trainings run at a time (one process each), and scorings and step-time ratios (one thread each).')
     args = parser.parse_args(argv)
-    args.prefix = args.prefix or f'da_study_{args.backbone}'
+    if args.size not in recipes.BACKBONES[args.backbone]:
+        parser.error(f'--size {args.size}: {args.backbone} has {", ".join(recipes.BACKBONES[args.backbone])}')
+    args.prefix = args.prefix or f'da_study_{args.backbone}' + ('' if args.size == 'cpu' else f'_{args.size}')
     args.source_limit, args.curve_limit = (min(n, args.test_limit or n) for n in (args.source_limit, args.curve_limit))
     args.out = args.out or osp.join(REPO, 'results', args.prefix)
     return args
@@ -627,7 +630,8 @@ def routed_rows(args, direction, models, variant_opts):
                 latest_generator(models[DQ_LABEL], REPO),
                 latest_generator(variant_opts[direction, variant]['name'], REPO)
             ]
-            network = routed_model(checkpoint, list(zip(DIRECTIONS[direction], experts)), args.backbone)
+            network = routed_model(checkpoint, list(zip(DIRECTIONS[direction], experts)),
+                                   recipes.network(args.backbone, args.size))
             routed[f'{variant} + routing ({VARIANTS[variant].track})'] = (checkpoint, network, experts)
     return routed
 
@@ -741,7 +745,7 @@ def report_head(args):
         'peers': PEERS,
         'directions': {}
     }
-    network = recipes.network(args.backbone)
+    network = recipes.network(args.backbone, args.size)
     report['parameters'] = sum(p.numel() for p in build_network(copy.deepcopy(network)).parameters())
     markdown = [
         f'Command: `{report["command"]}`  \nDate: {report["date"]}; machine: {report["machine"]}  \n'
@@ -775,7 +779,8 @@ def main():
     wall = {}
     variant_opts, same_as_twin = train_study(args, wall)
     cache = JsonCache(osp.join(args.out, 'scores_cache.json'))
-    scores = Scores(cache, args.backbone, functools.partial(load_test_pairs, args.data_root, args.test_limit))
+    test_pairs = functools.partial(load_test_pairs, args.data_root, args.test_limit)
+    scores = Scores(cache, recipes.network(args.backbone, args.size), test_pairs)
     report, markdown = report_head(args)
     for direction in args.directions:
         rows, details, curves = study_direction(args, direction, variant_opts, scores, cache, wall)

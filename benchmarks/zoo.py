@@ -44,7 +44,7 @@ from carn_da.import_model import main as import_model
 from carn_da.runs import latest_generator, step_seconds, train_unless_done
 from carn_da.utils.checkpoint import load_model
 from carn_da.utils.evaluation import EvalSet, evaluate
-from carn_da.utils.files import load_options, write_atomic
+from carn_da.utils.files import load_options, read_json, write_atomic
 from carn_da.utils.inference import restore
 from carn_da.utils.jpeg import jpeg_encode
 from carn_da.utils.scores import image_scores, mean_scores
@@ -79,13 +79,6 @@ def parse_args():
     parser.add_argument('--data', default=osp.join(SHARED, 'datasets'))
     parser.add_argument('--out', default=osp.join(REPO, 'results', 'zoo'))
     return parser.parse_args()
-
-
-def read_json(path):
-    if not osp.isfile(path):
-        return {}
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
 
 
 def eval_set(args, name):

@@ -1,4 +1,5 @@
 """Writing outputs atomically (a reader never sees a partial file) and reading and writing option files."""
+import json
 import os
 import stat
 import tempfile
@@ -94,6 +95,14 @@ def check_outputs_spare_inputs(outputs, inputs, option):
         if file_id(output) in ids:
             raise UserError(f'{option}: the output {output} would replace the input {ids[file_id(output)]}; choose '
                             f'another {option}.')
+
+
+def read_json(path):
+    """The JSON file ``path`` (a cache or report of ours), or {} when there is none yet."""
+    if not osp.isfile(path):
+        return {}
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
 
 
 def save_torch_atomic(obj, path):
