@@ -526,8 +526,8 @@ def parse_args(argv=None):
         default=1,
         help='Trainings run at a time (one process each), and scorings and step-time ratios (one thread each).')
     args = parser.parse_args(argv)
-    if args.size not in recipes.BACKBONES[args.backbone]:
-        parser.error(f'--size {args.size}: {args.backbone} has {", ".join(recipes.BACKBONES[args.backbone])}')
+    if error := recipes.unknown_size(args.backbone, args.size):
+        parser.error(error)
     args.prefix = args.prefix or f'da_study_{args.backbone}' + ('' if args.size == 'cpu' else f'_{args.size}')
     args.source_limit, args.curve_limit = (min(n, args.test_limit or n) for n in (args.source_limit, args.curve_limit))
     args.out = args.out or osp.join(REPO, 'results', args.prefix)

@@ -112,6 +112,11 @@ VALIDATION_METRICS = {
 }
 
 
+def unknown_size(backbone, size):
+    """None when ``size`` is a preset of ``backbone`` in ``BACKBONES``, else the one-line error for ``--size``."""
+    return None if size in BACKBONES[backbone] else f'--size {size}: {backbone} has {", ".join(BACKBONES[backbone])}'
+
+
 def network(backbone, size='cpu', channels=1):
     """``network_g`` of a built-in backbone (``BACKBONES``) for images of ``channels`` (1: gray, 3: RGB)."""
     return {'num_in_ch': channels, 'num_out_ch': channels, **copy.deepcopy(BACKBONES[backbone][size][0])}

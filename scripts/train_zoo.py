@@ -71,8 +71,8 @@ def parse_args(argv=None):
     parser.add_argument('--score-images', type=int, default=68, help='BSD68 images scored for the model cards.')
     args = parser.parse_args(argv)
     args.command = shlex.join(['python', 'scripts/train_zoo.py', *(sys.argv[1:] if argv is None else argv)])
-    if args.size not in recipes.BACKBONES[args.backbone]:
-        parser.error(f'--size {args.size}: {args.backbone} has {", ".join(recipes.BACKBONES[args.backbone])}')
+    if error := recipes.unknown_size(args.backbone, args.size):
+        parser.error(error)
     return args
 
 
