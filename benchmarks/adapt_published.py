@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from os import path as osp
 
 from carn_da import recipes
-from carn_da.import_model import main as import_model
+from carn_da.import_model import imported_once
 from carn_da.runs import experiment_dir, train_unless_done
 from carn_da.utils.checkpoint import load_model
 from carn_da.utils.files import read_json, write_atomic
@@ -91,10 +91,7 @@ def parse_args():
 
 def source_model(args):
     """(checkpoint, option file) of DnCNN-3, imported once into ``--out``."""
-    files = tuple(osp.join(args.out, f'DnCNN3{ext}') for ext in ('.pth', '.yml'))
-    if not all(osp.isfile(f) for f in files):
-        import_model([args.mat, '--out', args.out])
-    return files
+    return imported_once(args.mat, args.out)
 
 
 def read_gts(args, dataset, every=1, start=0):

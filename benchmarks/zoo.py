@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from os import path as osp
 
 from carn_da import recipes
-from carn_da.import_model import main as import_model
+from carn_da.import_model import imported_once
 from carn_da.runs import latest_generator, step_seconds, train_unless_done
 from carn_da.utils.checkpoint import load_model
 from carn_da.utils.evaluation import EvalSet, evaluate
@@ -78,7 +78,13 @@ def parse_args():
     parser.add_argument('--mat', default=osp.join(SHARED, 'peers', 'DnCNN3.mat'))
     parser.add_argument('--data', default=osp.join(SHARED, 'datasets'))
     parser.add_argument('--out', default=osp.join(REPO, 'results', 'zoo'))
-    return parser.parse_args()
+    args = parser.parse_args()
+    for candidate in args.candidates:
+        backbone, _, size = candidate.partition(':')
+        if backbone not in recipes.BACKBONES or size not in recipes.BACKBONES[backbone]:
+            sizes = '; '.join(f'{b}:{"|".join(presets)}' for b, presets in recipes.BACKBONES.items())
+            parser.error(f'--candidates {candidate}: expected BACKBONE:SIZE among {sizes}')
+    return args
 
 
 def eval_set(args, name):
@@ -104,12 +110,7 @@ def scores(args, label, files, sets):
 
 def dncnn3(args):
     """(checkpoint, options) of DnCNN-3 imported into ``--out``, or None when the .mat file is absent."""
-    files = tuple(osp.join(args.out, f'DnCNN3{ext}') for ext in ('.pth', '.yml'))
-    if not all(osp.isfile(f) for f in files):
-        if not osp.isfile(args.mat):
-            return None
-        import_model([args.mat, '--out', args.out])
-    return files
+    return imported_once(args.mat, args.out) if osp.isfile(args.mat) else None
 
 
 def scores_table(args, rows):

@@ -8,7 +8,7 @@ import torch
 from conftest import REPO
 from os import path as osp
 
-from carn_da.import_model import main
+from carn_da.import_model import imported_once, main
 from carn_da.utils.checkpoint import load_model
 
 PUBLISHED = osp.join(REPO, os.pardir, 'shared', 'peers', 'DnCNN3.mat')
@@ -125,6 +125,18 @@ def test_import_matches_a_hand_computation(tmp_path, writer, capsys):
     with torch.no_grad():
         restored = net(torch.from_numpy(image).float()[None, None])[0, 0].double().numpy()
     np.testing.assert_allclose(restored, by_hand(image, layers), atol=1e-5)
+
+
+def test_imported_once_imports_only_what_is_not_there(tmp_path, capsys):
+    write_v73(tmp_path / 'tiny.mat', tiny_network())
+    files = imported_once(str(tmp_path / 'tiny.mat'), str(tmp_path / 'out'))
+    assert files == (str(tmp_path / 'out' / 'tiny.pth'), str(tmp_path / 'out' / 'tiny.yml'))
+    assert 'wrote' in capsys.readouterr().out
+    os.remove(files[1])
+    assert imported_once(str(tmp_path / 'tiny.mat'), str(tmp_path / 'out')) == files  # one file missing: again
+    assert 'wrote' in capsys.readouterr().out and osp.isfile(files[1])
+    assert imported_once(str(tmp_path / 'tiny.mat'), str(tmp_path / 'out')) == files
+    assert capsys.readouterr().out == ''
 
 
 @pytest.mark.parametrize(
