@@ -57,6 +57,15 @@ def parse_args(argv=None):
     parser.add_argument('--expert-lr', type=float, default=5e-5)
     parser.add_argument('--blind-range', type=int, nargs=2, default=[10, 90], metavar=('MIN', 'MAX'))
     parser.add_argument('--qualities', type=int, nargs='*', default=list(SCORE_QUALITIES), help='Experts (QF).')
+    parser.add_argument(
+        '--longer',
+        type=int,
+        nargs='*',
+        default=[],
+        metavar='QF',
+        help='Experts (of --qualities) trained --longer-iters more iterations, a warm restart from their first '
+        'training: for the qualities where the measurement asks for more.')
+    parser.add_argument('--longer-iters', type=int, default=1200)
     parser.add_argument('--resave-prob', type=float, default=recipes.REAL_WORLD['resave_prob'])
     parser.add_argument('--resize-prob', type=float, default=recipes.REAL_WORLD['resize_prob'])
     parser.add_argument('--clean-prob', type=float, default=recipes.REAL_WORLD['clean_prob'])
@@ -73,6 +82,8 @@ def parse_args(argv=None):
     args.command = shlex.join(['python', 'scripts/train_zoo.py', *(sys.argv[1:] if argv is None else argv)])
     if error := recipes.unknown_size(args.backbone, args.size):
         parser.error(error)
+    if extra := sorted(set(args.longer) - set(args.qualities)):
+        parser.error(f'--longer {" ".join(map(str, extra))}: not among the experts of --qualities')
     return args
 
 
@@ -141,10 +152,13 @@ def main(argv=None):
     degradations = dict(resave_prob=args.resave_prob, resize_prob=args.resize_prob, clean_prob=args.clean_prob)
     low, high = args.blind_range
     blind = train_model(args, f'{args.prefix}_blind', (low, high), args.blind_iters, args.blind_lr, None, degradations)
-    experts = [
-        train_model(args, f'{args.prefix}_qf{q}', (q, q), args.expert_iters, args.expert_lr, blind)
+    experts = {
+        q: train_model(args, f'{args.prefix}_qf{q}', (q, q), args.expert_iters, args.expert_lr, blind)
         for q in args.qualities
-    ]
+    }
+    for q in args.longer:
+        name = f'{args.prefix}_qf{q}_plus{args.longer_iters}'
+        experts[q] = train_model(args, name, (q, q), args.longer_iters, args.expert_lr, experts[q])
     network_g, jpeg = recipes.network(args.backbone, args.size), bsd68_psnr(args, None)
     what = (f'Blind: one model for JPEG quality {low}-{high}, also trained on JPEGs saved twice '
             f'({args.resave_prob:.0%}), resized after compression ({args.resize_prob:.0%}) and clean images '
@@ -157,6 +171,10 @@ def main(argv=None):
             f'the blind model fine-tuned on that quality alone), chosen per image from the quality read from it; '
             f'the blind model {args.name}-blind for any other quality; an image of unknown quality: {unknown}.')
     trained += f'; each expert {args.expert_iters} more iterations from {args.expert_lr:g}'
+    if args.longer:
+        trained += (f'; the experts for QF {", ".join(map(str, args.longer))} {args.longer_iters} more again '
+                    '(a warm restart of the same schedule)')
+    experts = [experts[q] for q in args.qualities]
     ship_scored(args, args.name, routed, routed_state([blind, *experts]), what, trained, jpeg, ['default'])
 
 
