@@ -2,6 +2,7 @@
 
     python scripts/train_zoo.py                                  # the default plan: see the option defaults
     python scripts/train_zoo.py --backbone dncnn --size cpu      # another backbone of carn_da/recipes.py
+    python scripts/train_zoo.py --longer 10 20 30 40 50          # those experts 1200 more iterations (a warm restart)
     python scripts/train_zoo.py --blind-iters 4 --expert-iters 2 --qualities 10 50 --score-images 2 \\
         --ship /tmp/weights --prefix smoke                       # a smoke run in a few minutes
 
