@@ -81,7 +81,7 @@ def parse_args():
     args = parser.parse_args()
     for candidate in args.candidates:
         backbone, _, size = candidate.partition(':')
-        if backbone not in recipes.BACKBONES or size not in recipes.BACKBONES[backbone]:
+        if backbone not in recipes.BACKBONES or recipes.unknown_size(backbone, size):
             sizes = '; '.join(f'{b}:{"|".join(presets)}' for b, presets in recipes.BACKBONES.items())
             parser.error(f'--candidates {candidate}: expected BACKBONE:SIZE among {sizes}')
     return args

@@ -175,8 +175,8 @@ def main(argv=None):
     if args.longer:
         trained += (f'; the experts for QF {", ".join(map(str, args.longer))} {args.longer_iters} more again '
                     '(a warm restart of the same schedule)')
-    experts = [experts[q] for q in args.qualities]
-    ship_scored(args, args.name, routed, routed_state([blind, *experts]), what, trained, jpeg, ['default'])
+    state = routed_state([blind, *(experts[q] for q in args.qualities)])  # in the order of the routed experts
+    ship_scored(args, args.name, routed, state, what, trained, jpeg, ['default'])
 
 
 if __name__ == '__main__':
