@@ -19,12 +19,13 @@ test image goes to the model of the quality nearest the one estimated from its p
 
 Reported per direction, on BSD68 and Set12 at the target QF: PSNR, PSNR-B, SSIM, the gap recovery
 (PSNR_variant - PSNR_DQ) / (PSNR_SQ - PSNR_DQ), the PSNR on the source QF (on the first ``--source-limit`` BSD68 test
-images) and its change from the source model (forgetting), the discriminator's mean accuracy over training, and the
-time of one training step relative to a source-only step (measured in one process on random batches; it depends only
-on the model, network, loss and optimiser options and the batch shape, so it is measured once for both directions
-and for a files twin). Plots: gap recovery per variant (``gap_<direction>.png``) and the PSNR at the target QF on the
-first ``--curve-limit`` Set12 images against adaptation iterations for the ``curve`` variants
-(``curve_<direction>.png``).
+images) and its change from the source model (forgetting), the discriminator's accuracy (at the end of its warm-up,
+if any; its mean over the adaptation and over the adaptation's last tenth), and the time of one adaptation step
+relative to a source-only step (measured in one process on random batches; it depends only on the model, network,
+loss and optimiser options and the batch shape, so it is measured once for both directions and for a files twin).
+Plots: gap recovery per variant (``gap_<direction>.png``), the PSNR at the target QF on the first ``--curve-limit``
+Set12 images against adaptation iterations for the ``curve`` variants (``curve_<direction>.png``) and Q's accuracy
+against iterations, warm-up included (``q_<direction>.png``).
 Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/datasets.
 
     OMP_NUM_THREADS=1 python benchmarks/da_study.py --test-limit 12 --jobs 2   # the default grid, two jobs at a time
@@ -137,6 +138,21 @@ EXPERT = Variant(
     routed=True,
     curve=True)
 
+PAPER_BLOCKDCT = Variant(
+    'the paper with a block-DCT Q (Q lr 1e-3), crops on the JPEG grid, Q warmed up alone to 0.9 (at most 500 '
+    'iterations) before F is asked to fool it',
+    adversary(q=BLOCK_DCT_Q, lr=1e-3),
+    q_warmup=(500, 0.9),
+    grid_aligned=True,
+    curve=True,
+    explore=True)
+CONTROL_ALIGNED = Variant(
+    'control with crops on the JPEG grid (the twin of paper_blockdct)',
+    track='-',
+    grid_aligned=True,
+    curve=True,
+    explore=True)
+
 
 def files_twin(twin, variant, text):
     """``variant`` (named ``twin``) in the files track: the target's QF read from the JPEG headers instead of estimated
@@ -178,17 +194,17 @@ VARIANTS = {
     'patch':
     Variant('convolutional patch Q (a logit per position), lambda 0.1', adversary(q=PATCH_Q), curve=True),
     'paper_blockdct':
-    Variant(
-        'the paper with a block-DCT Q (Q lr 1e-3), crops on the JPEG grid, Q warmed up alone to 0.9 (at most 500 '
-        'iterations) before F is asked to fool it',
-        adversary(q=BLOCK_DCT_Q, lr=1e-3),
-        q_warmup=(500, 0.9),
-        grid_aligned=True,
-        curve=True,
-        explore=True),
+    PAPER_BLOCKDCT,
+    'paper_blockdct_seed1':
+    replace(PAPER_BLOCKDCT, text='paper_blockdct with the next seed', seed=1, curve=False),
+    'paper_blockdct_seed2':
+    replace(PAPER_BLOCKDCT, text='paper_blockdct with the seed after', seed=2, curve=False),
     'control_aligned':
-    Variant(
-        'control with crops on the JPEG grid (the twin of paper_blockdct)', track='-', grid_aligned=True, explore=True),
+    CONTROL_ALIGNED,
+    'control_aligned_seed1':
+    replace(CONTROL_ALIGNED, text='control_aligned with the next seed', seed=1, curve=False),
+    'control_aligned_seed2':
+    replace(CONTROL_ALIGNED, text='control_aligned with the seed after', seed=2, curve=False),
     'patch_sn':
     Variant('patch Q with spectral normalisation, lambda 0.1', adversary(q=dict(PATCH_Q, spectral_norm=True))),
     'mmd':
@@ -345,10 +361,26 @@ def on_grid(opt, v):
     return opt
 
 
-def mean_logged(name, key):
-    """Mean of a value BasicSR's message logger wrote (e.g. acc_q) over the training log of ``name``."""
-    values = list(logged_values(experiment_dir(name, REPO), key).values())
-    return float(np.mean(values)) if values else None
+def q_accuracy(name):
+    """Q's accuracy as BasicSR's message logger wrote it in the run ``name``: {iteration: acc_q}, and the iteration
+    its warm-up ended at (0 without one; the last logged warm-up iteration, to the logger's print frequency)."""
+    folder = experiment_dir(name, REPO)
+    return logged_values(folder, 'acc_q'), max(logged_values(folder, 'l_q_warmup'), default=0)
+
+
+def q_details(name, last_share=0.1):
+    """Q's accuracy in the run ``name``: at the end of its warm-up (the last five logged points), its mean over the
+    adaptation and over the adaptation's last ``last_share`` (those logged; {} where no Q was trained)."""
+    accuracy, warmup_end = q_accuracy(name)
+    end = max(accuracy, default=0)
+    details = {}
+    if end > warmup_end:
+        details['acc_q'] = np.mean([a for it, a in accuracy.items() if it > warmup_end])
+        details['acc_q_last'] = np.mean([a for it, a in accuracy.items() if it > end - last_share * (end - warmup_end)])
+    if warmup_end:
+        details.update(
+            q_warmup_end=warmup_end, acc_q_warmup=np.mean([a for it, a in accuracy.items() if it <= warmup_end][-5:]))
+    return {key: value if key == 'q_warmup_end' else float(value) for key, value in details.items()}
 
 
 def qualities_agree(folder):
@@ -379,6 +411,14 @@ def step_time_ratio(variant_opt, control_opt, steps=5, rounds=2):
                 model.optimize_parameters(i + 4)
             seconds[k] += time.perf_counter() - start
     return seconds[1] / seconds[0]
+
+
+def adaptation_step(opt):
+    """``opt`` without its Q warm-up (if any): the steps then timed are adaptation steps (F, D and Q), not Q's alone."""
+    opt = copy.deepcopy(opt)
+    for key in ('q_warmup_iters', 'q_warmup_accuracy'):
+        opt['train'].pop(key, None)
+    return opt
 
 
 class JsonCache:
@@ -469,6 +509,31 @@ def gap_plot(path, direction, rows):
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
+
+
+def q_plot(path, direction, runs, smooth=10):
+    """Q's accuracy against iterations (mean of ``smooth`` logged points), one line per run with a Q, its warm-up's
+    end dashed; ``runs``: {label: experiment name}. False where no run trained a Q."""
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    for label, name in runs.items():
+        accuracy, warmup_end = q_accuracy(name)
+        if len(accuracy) >= smooth:
+            iterations, values = np.array(list(accuracy)), np.array(list(accuracy.values()))
+            smoothed = np.convolve(values, np.ones(smooth) / smooth, mode='valid')
+            line, = ax.plot(iterations[smooth - 1:], smoothed, label=label)
+            if warmup_end:
+                ax.axvline(warmup_end, color=line.get_color(), lw=0.8, ls='--')
+    if not ax.lines:
+        return False
+    ax.axhline(0.5, color='k', lw=0.8)
+    ax.set_xlabel('adaptation iterations (warm-up included; dashed: its end)')
+    ax.set_ylabel(f'Q accuracy (mean of {smooth} logged points)')
+    ax.set_title(direction)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
 
 
 def curve_plot(path, direction, curves, target, images):
@@ -601,7 +666,9 @@ class DirectionScoring:
         return {**self.scores(checkpoint, self.target, network=network, experts=experts), 'source_psnr': source_psnr}
 
     def step_ratio(self, opt):
-        """Kept by what a step on random data depends on: no names, paths or logger options."""
+        """That of an adaptation step of ``opt`` (its Q warm-up left out), kept by what a step on random data depends
+        on: no names, paths or logger options."""
+        opt = adaptation_step(opt)
         key = json.dumps([step_defining(o) for o in (opt, self.control_opt)], sort_keys=True)
         return self.cache.get(f'step_ratio|{key}', lambda: step_time_ratio(opt, self.control_opt))
 
@@ -699,35 +766,40 @@ def study_direction(args, direction, variant_opts, scores, cache, wall):
     phase_start = time.time()
     rows, ratios, curve_psnr = score_all(args, scoring, checkpoints, routed, opts, curve_points)
     wall[f'{direction} scoring and step-time ratios'] = time.time() - phase_start
-    details = {
-        labels[v]: {
-            'acc_q': mean_logged(opts[v]['name'], 'acc_q'),
-            'step_ratio': ratios[v]
-        }
-        for v in args.variants
-    }
+    details = {labels[v]: {**q_details(opts[v]['name']), 'step_ratio': ratios[v]} for v in args.variants}
     add_gaps(rows, details)
     curves = {labels[v]: [(it, curve_psnr[v, it]) for it in sorted(points)] for v, points in curve_points.items()}
     return rows, details, curves
 
 
-def direction_section(args, direction, rows, curves, same_as_twin):
-    """The Markdown of ``direction``: its table; writes its plots."""
+def direction_section(args, direction, rows, curves, variant_opts, same_as_twin):
+    """The Markdown of ``direction``: its table and Q's warm-ups; writes its plots."""
     source, target = DIRECTIONS[direction]
     columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
                for m in ('psnr', 'psnrb', 'ssim')]
     columns += [(f'{d}_gap', f'{d} gap recovered %') for d in TEST_SETS]
     columns += [('source_psnr', f'BSD68 PSNR at QF {source} ({args.source_limit} images)'),
-                ('forgetting', 'change at source QF (dB)'), ('acc_q', 'Q accuracy'),
+                ('forgetting', 'change at source QF (dB)'), ('acc_q_warmup', 'Q accuracy at warm-up end'),
+                ('acc_q', 'Q accuracy (adaptation mean)'), ('acc_q_last', 'Q accuracy (last tenth)'),
                 ('step_ratio', 'step time / source-only step')]
     title = f'### {direction}: source QF {source} -> target QF {target} (scores at QF {target})\n'
-    gap_plot(osp.join(args.out, f'gap_{direction}.png'), direction, rows[1:])
-    curve_plot(osp.join(args.out, f'curve_{direction}.png'), direction, curves, target, args.curve_limit)
     twins = ''.join(f'\n`{v}` is `{VARIANTS[v].twin}`\'s model: the QF read from each target file equals the '
                     'one estimated from its pixels, so the two draw the same batches.\n' for d, v in same_as_twin
                     if d == direction)
-    return (title + '\n' + markdown_table(columns, rows) + twins +
-            f'\nPlots: `gap_{direction}.png`, `curve_{direction}.png`.\n')
+    warmups = ''.join(f'\n`{label}`: Q warmed up alone for {values["q_warmup_end"]} iterations (to the logger\'s '
+                      'print frequency), counted in its adaptation\'s.\n' for label, values in rows
+                      if 'q_warmup_end' in values)
+    plots = ', '.join(f'`{name}`' for name in direction_plots(args, direction, rows, curves, variant_opts))
+    return title + '\n' + markdown_table(columns, rows) + twins + warmups + f'\nPlots: {plots}.\n'
+
+
+def direction_plots(args, direction, rows, curves, variant_opts):
+    """Write the plots of ``direction`` (gap recovery, PSNR and Q's accuracy against iterations); return their names."""
+    names = [f'gap_{direction}.png', f'curve_{direction}.png', f'q_{direction}.png']
+    gap_plot(osp.join(args.out, names[0]), direction, rows[1:])
+    curve_plot(osp.join(args.out, names[1]), direction, curves, DIRECTIONS[direction][1], args.curve_limit)
+    runs = {f'{v} ({VARIANTS[v].track})': variant_opts[direction, v]['name'] for v in args.variants}
+    return names if q_plot(osp.join(args.out, names[2]), direction, runs) else names[:2]
 
 
 def report_head(args):
@@ -784,7 +856,7 @@ def main():
     report, markdown = report_head(args)
     for direction in args.directions:
         rows, details, curves = study_direction(args, direction, variant_opts, scores, cache, wall)
-        markdown.append(direction_section(args, direction, rows, curves, same_as_twin))
+        markdown.append(direction_section(args, direction, rows, curves, variant_opts, same_as_twin))
         report['directions'][direction] = {'rows': rows, 'details': details, 'curves': curves}
     report['wall_seconds'] = {'total': time.time() - start, **wall}
     write_report(args, report, markdown, wall)

@@ -2,11 +2,14 @@
 
     python benchmarks/q_alone.py                         # every discriminator, both crop kinds, QF 10 vs 70, 30 vs 50
     python benchmarks/q_alone.py --qs blockdct --steps 300 --pairs 10,70     # one line of the table
+    python benchmarks/q_alone.py --source A.pth B.pth --qs blockdct --crops aligned --pairs 10,70 --lrs 1e-3
+                                                         # a probe: can a fresh Q still tell the domains apart in F?
 
 The source model's F (``--source``/``--opt``; default: the QF-10 RDN that benchmarks/real_world.py trains, the
-study's CPU-sized RDN) gives the features of Train400 crops compressed on the fly at the two qualities of a pair
-(JPEGPairedDataset, random crops at any offset or ``grid_aligned`` ones); each discriminator of ``QS`` learns alone
-to tell them apart (DomainAdversarialLoss.discriminator_loss, Adam, ``--batch`` crops of each quality a step), as the
+study's CPU-sized RDN; several checkpoints: each in turn, with the options saved beside it) gives the features of
+Train400 crops compressed on the fly at the two qualities of a pair (JPEGPairedDataset, random crops at any offset or
+``grid_aligned`` ones); each discriminator of ``QS`` learns alone to tell them apart
+(DomainAdversarialLoss.discriminator_loss, Adam, ``--batch`` crops of each quality a step), as the
 Q warm-up of CARNDAModel does. Reported per run: the training accuracy by window of ``--window`` steps, the first
 step at which it averaged 0.9 over a window, and the accuracy on held-out BSD68 crops (``--held-out`` per quality)
 at the end. Writes ``--out``/q_alone.md and .json.
@@ -50,8 +53,11 @@ QS = {
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--source', default=SOURCE, help='Checkpoint of the source model (its F is frozen).')
-    parser.add_argument('--opt', help="Its option file. Default: the one BasicSR saved beside --source's run.")
+    parser.add_argument('--source', nargs='+', default=[SOURCE], help='Checkpoints whose F is frozen, each in turn.')
+    parser.add_argument(
+        '--opt',
+        help="The option file of a single --source. Default: the one BasicSR saved beside "
+        "each --source's run.")
     parser.add_argument('--qs', nargs='+', default=list(QS), choices=list(QS))
     parser.add_argument('--crops', nargs='+', default=['aligned', 'random'], choices=['aligned', 'random'])
     parser.add_argument('--pairs', nargs='+', default=['10,70', '30,50'], help='Source,target qualities.')
@@ -64,9 +70,15 @@ def parse_args():
     parser.add_argument('--data', default=osp.join(SHARED, 'datasets'))
     parser.add_argument('--out', default=osp.join(REPO, 'results', 'q_alone'))
     args = parser.parse_args()
-    run_dir = osp.dirname(osp.dirname(args.source))  # experiments/NAME of experiments/NAME/models/x.pth
-    args.opt = args.opt or osp.join(run_dir, f'{osp.basename(run_dir)}.yml')
+    if args.opt and len(args.source) > 1:
+        parser.error('--opt names the options of a single --source; several take the ones saved beside each.')
     return args
+
+
+def saved_options(checkpoint):
+    """The option file BasicSR saved in the run of ``checkpoint`` (experiments/NAME/models/x.pth)."""
+    run_dir = osp.dirname(osp.dirname(checkpoint))
+    return osp.join(run_dir, f'{osp.basename(run_dir)}.yml')
 
 
 def crops(args, folder, quality, aligned):
@@ -127,37 +139,46 @@ def run(args, net, channels, kind, pair, aligned, lr):
 
 def table(args, rows):
     lines = [
-        f'| Q | crops | QF pair | lr | accuracy by {args.window} steps | 0.9 by step | held-out |',
-        '|---|---|---|---:|---|---:|---:|'
+        f'| F of | Q | crops | QF pair | lr | accuracy by {args.window} steps | 0.9 by step | held-out |',
+        '|---|---|---|---|---:|---|---:|---:|'
     ]
-    for (kind, crop, pair, lr), r in rows.items():
+    for (source, kind, crop, pair, lr), r in rows.items():
         curve = ', '.join(f'{a:.2f}' for a in r['windows'])
-        lines.append(f'| {kind} | {crop} | {pair} | {lr:g} | {curve} | {r["reached_0_9"] or "-"} | '
+        lines.append(f'| {source} | {kind} | {crop} | {pair} | {lr:g} | {curve} | {r["reached_0_9"] or "-"} | '
                      f'{r["held_out"]:.3f} |')
     return '\n'.join(lines) + '\n'
 
 
-def main():
-    args = parse_args()
-    if not osp.isfile(args.source):
-        sys.exit(f'No source model {args.source}: run benchmarks/real_world.py (it trains it) or give --source/--opt.')
-    torch.set_num_threads(min(2, os.cpu_count()))
-    net, _ = load_model(args.source, args.opt)
+def runs_of(args, checkpoint, rows):
+    """Every Q, crop kind, pair and learning rate on the frozen F of ``checkpoint``, into ``rows``."""
+    net, _ = load_model(checkpoint, args.opt or saved_options(checkpoint))
     channels = features(net, torch.zeros(1, 1, 16, 16)).shape[1]
-    rows = {}
+    source = osp.basename(osp.dirname(osp.dirname(checkpoint)))
     for pair in args.pairs:
         for kind in args.qs:
             for crop in args.crops:
                 for lr in args.lrs:
                     row = run(args, net, channels, kind, tuple(map(int, pair.split(','))), crop == 'aligned', lr)
-                    rows[kind, crop, pair, lr] = row
+                    rows[source, kind, crop, pair, lr] = row
                     print(
-                        f'{kind} {crop} {pair} lr {lr:g}: held-out {row["held_out"]:.3f}, 0.9 by '
+                        f'{source}: {kind} {crop} {pair} lr {lr:g}: held-out {row["held_out"]:.3f}, 0.9 by '
                         f'{row["reached_0_9"]} ({row["seconds"]:.0f} s)',
                         flush=True)
+
+
+def main():
+    args = parse_args()
+    missing = [checkpoint for checkpoint in args.source if not osp.isfile(checkpoint)]
+    if missing:
+        sys.exit(f'No source model {missing[0]}: run benchmarks/real_world.py (it trains the default) or give '
+                 '--source/--opt.')
+    torch.set_num_threads(min(2, os.cpu_count()))
+    rows = {}
+    for checkpoint in args.source:
+        runs_of(args, checkpoint, rows)
     head = (f'### Q alone on frozen F features\n\nCommand: `python benchmarks/q_alone.py {shlex.join(sys.argv[1:])}`  '
             f'\nDate: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()}, {os.cpu_count()} '
-            f'CPUs, torch {torch.__version__}; F: `{args.source}`\n\n')
+            f'CPUs, torch {torch.__version__}; F: {", ".join(f"`{c}`" for c in args.source)}\n\n')
     os.makedirs(args.out, exist_ok=True)
     text = head + table(args, rows)
     print(text)
