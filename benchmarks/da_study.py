@@ -283,6 +283,11 @@ def prepare_data(shared, data_root):
         subprocess.run(cmd + ['--qf', '10', '70', '--workers', '2'], check=True, stdout=subprocess.DEVNULL)
 
 
+def study_network(args):
+    """A fresh copy of the options of the study's network (--backbone at --size), for a caller to change."""
+    return recipes.network(args.backbone, args.size)
+
+
 def source_pairs(args, qf, batch=None):
     """The Train400 pairs at ``qf`` (recipes.prepared_pairs), ``batch`` (default --batch) per step."""
     return recipes.prepared_pairs(f'Train400_qf{qf}', osp.join(args.data_root, 'Train400'), qf, args.patch, batch
@@ -294,7 +299,7 @@ def source_model(args, qf):
     iters = args.source_iters
     return recipes.sq(
         f'{args.prefix}_sq_qf{qf}',
-        recipes.network(args.backbone, args.size),
+        study_network(args),
         source_pairs(args, qf),
         recipes.schedule(iters, args.lr),
         recipes.logger(10, iters),
@@ -306,7 +311,7 @@ def peer(args, kind):
     (recipes.blind: QF 10-90)."""
     iters = args.source_iters + args.adapt_iters
     common = dict(train=recipes.schedule(iters, args.lr), log=recipes.logger(10, iters), seed=args.seed)
-    name, network_g, pairs = f'{args.prefix}_{kind}', recipes.network(args.backbone, args.size), source_pairs(args, 10)
+    name, network_g, pairs = f'{args.prefix}_{kind}', study_network(args), source_pairs(args, 10)
     if kind == 'BQ':
         lqs = [osp.join(args.data_root, 'Train400', f'qf{qf}') for qf in (10, 70)]
         return recipes.bq(name, network_g, pairs, lqs, **common)
@@ -319,7 +324,7 @@ def adaptation(args, direction, variant):
     same TwoDomainDataset; the control: no target) plus what the variant adds (:func:`with_variant`)."""
     v, (source, target) = VARIANTS[variant], DIRECTIONS[direction]
     name, iters, seed = f'{args.prefix}_{direction}_{variant}', args.adapt_iters, args.seed + 1 + v.seed
-    network_g = recipes.network(args.backbone, args.size)
+    network_g = study_network(args)
     if v.split_at is not None:
         network_g['split_at'] = v.split_at
     train = (recipes.cosine_schedule if v.cosine else recipes.schedule)(iters, v.lr or args.adapt_lr)
@@ -697,8 +702,7 @@ def routed_rows(args, direction, models, variant_opts):
                 latest_generator(models[DQ_LABEL], REPO),
                 latest_generator(variant_opts[direction, variant]['name'], REPO)
             ]
-            network = routed_model(checkpoint, list(zip(DIRECTIONS[direction], experts)),
-                                   recipes.network(args.backbone, args.size))
+            network = routed_model(checkpoint, list(zip(DIRECTIONS[direction], experts)), study_network(args))
             routed[f'{variant} + routing ({VARIANTS[variant].track})'] = (checkpoint, network, experts)
     return routed
 
@@ -817,7 +821,7 @@ def report_head(args):
         'peers': PEERS,
         'directions': {}
     }
-    network = recipes.network(args.backbone, args.size)
+    network = study_network(args)
     report['parameters'] = sum(p.numel() for p in build_network(copy.deepcopy(network)).parameters())
     markdown = [
         f'Command: `{report["command"]}`  \nDate: {report["date"]}; machine: {report["machine"]}  \n'
@@ -852,7 +856,7 @@ def main():
     variant_opts, same_as_twin = train_study(args, wall)
     cache = JsonCache(osp.join(args.out, 'scores_cache.json'))
     test_pairs = functools.partial(load_test_pairs, args.data_root, args.test_limit)
-    scores = Scores(cache, recipes.network(args.backbone, args.size), test_pairs)
+    scores = Scores(cache, study_network(args), test_pairs)
     report, markdown = report_head(args)
     for direction in args.directions:
         rows, details, curves = study_direction(args, direction, variant_opts, scores, cache, wall)
