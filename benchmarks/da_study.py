@@ -199,6 +199,11 @@ VARIANTS = {
     replace(PAPER_BLOCKDCT, text='paper_blockdct with the next seed', seed=1, curve=False),
     'paper_blockdct_seed2':
     replace(PAPER_BLOCKDCT, text='paper_blockdct with the seed after', seed=2, curve=False),
+    'paper_blockdct_cold':
+    replace(
+        PAPER_BLOCKDCT,
+        text='paper_blockdct without the warm-up: F is asked to fool Q from the first step',
+        q_warmup=None),
     'control_aligned':
     CONTROL_ALIGNED,
     'control_aligned_seed1':
