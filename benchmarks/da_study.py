@@ -160,6 +160,12 @@ def files_twin(twin, variant, text):
     return replace(variant, text=text, target_quality='file', track='files', twin=twin, curve=False)
 
 
+def reseeded(name, variant, seed):
+    """``variant`` (named ``name``) with its seed moved on by ``seed``: a row of the spread between seeds (no curve:
+    it would repeat the first seed's)."""
+    return replace(variant, text=f'{name} with the seed moved on by {seed}', seed=seed, curve=False)
+
+
 def expert_check(text, **changes):
     """``EXPERT`` with ``changes``, a check of the recommendation outside the default grid: one row, no routed row
     or curve."""
@@ -195,10 +201,6 @@ VARIANTS = {
     Variant('convolutional patch Q (a logit per position), lambda 0.1', adversary(q=PATCH_Q), curve=True),
     'paper_blockdct':
     PAPER_BLOCKDCT,
-    'paper_blockdct_seed1':
-    replace(PAPER_BLOCKDCT, text='paper_blockdct with the next seed', seed=1, curve=False),
-    'paper_blockdct_seed2':
-    replace(PAPER_BLOCKDCT, text='paper_blockdct with the seed after', seed=2, curve=False),
     'paper_blockdct_cold':
     replace(
         PAPER_BLOCKDCT,
@@ -206,10 +208,11 @@ VARIANTS = {
         q_warmup=None),
     'control_aligned':
     CONTROL_ALIGNED,
-    'control_aligned_seed1':
-    replace(CONTROL_ALIGNED, text='control_aligned with the next seed', seed=1, curve=False),
-    'control_aligned_seed2':
-    replace(CONTROL_ALIGNED, text='control_aligned with the seed after', seed=2, curve=False),
+    **{
+        f'{name}_seed{seed}': reseeded(name, variant, seed)
+        for name, variant in (('paper_blockdct', PAPER_BLOCKDCT), ('control_aligned', CONTROL_ALIGNED))
+        for seed in (1, 2)
+    },
     'patch_sn':
     Variant('patch Q with spectral normalisation, lambda 0.1', adversary(q=dict(PATCH_Q, spectral_norm=True))),
     'mmd':
