@@ -798,11 +798,23 @@ def direction_section(args, direction, rows, curves, variant_opts, same_as_twin)
     twins = ''.join(f'\n`{v}` is `{VARIANTS[v].twin}`\'s model: the QF read from each target file equals the '
                     'one estimated from its pixels, so the two draw the same batches.\n' for d, v in same_as_twin
                     if d == direction)
-    warmups = ''.join(f'\n`{label}`: Q warmed up alone for {values["q_warmup_end"]} iterations (to the logger\'s '
-                      'print frequency), counted in its adaptation\'s.\n' for label, values in rows
-                      if 'q_warmup_end' in values)
     plots = ', '.join(f'`{name}`' for name in direction_plots(args, direction, rows, curves, variant_opts))
-    return title + '\n' + markdown_table(columns, rows) + twins + warmups + f'\nPlots: {plots}.\n'
+    return (title + '\n' + markdown_table(columns, rows) + twins + q_curves(args, direction, variant_opts) +
+            f'\nPlots: {plots}.\n')
+
+
+def q_curves(args, direction, variant_opts, parts=10):
+    """Markdown: for each variant with a Q, its warm-up's length and its accuracy by tenth of the run."""
+    lines = []
+    for variant in args.variants:
+        accuracy, warmup_end = q_accuracy(variant_opts[direction, variant]['name'])
+        if accuracy:
+            tenths = np.array_split(np.array(list(accuracy.values())), parts)
+            warmup = f'warmed up alone for {warmup_end} iterations, then ' if warmup_end else ''
+            lines.append(f'- `{variant}`: {warmup}accuracy by tenth of the {args.adapt_iters} iterations '
+                         f'{", ".join(f"{t.mean():.2f}" for t in tenths)}\n')
+    return '\nQ (iterations to the logger\'s print frequency; the warm-up counts in the adaptation\'s):\n\n' + ''.join(
+        lines) if lines else ''
 
 
 def direction_plots(args, direction, rows, curves, variant_opts):
