@@ -785,7 +785,7 @@ def study_direction(args, direction, variant_opts, scores, cache, wall):
 
 
 def direction_section(args, direction, rows, curves, variant_opts, same_as_twin):
-    """The Markdown of ``direction``: its table and Q's warm-ups; writes its plots."""
+    """The Markdown of ``direction``: its table and Q's accuracy curves; writes its plots."""
     source, target = DIRECTIONS[direction]
     columns = [(f'{d}_{m}', f'{d} {m.upper().replace("PSNRB", "PSNR-B")}') for d in TEST_SETS
                for m in ('psnr', 'psnrb', 'ssim')]
@@ -813,8 +813,10 @@ def q_curves(args, direction, variant_opts, parts=10):
             warmup = f'warmed up alone for {warmup_end} iterations, then ' if warmup_end else ''
             lines.append(f'- `{variant}`: {warmup}accuracy by tenth of the {args.adapt_iters} iterations '
                          f'{", ".join(f"{t.mean():.2f}" for t in tenths)}\n')
-    return '\nQ (iterations to the logger\'s print frequency; the warm-up counts in the adaptation\'s):\n\n' + ''.join(
-        lines) if lines else ''
+    if not lines:
+        return ''
+    head = '\nQ (iterations to the logger\'s print frequency; the warm-up counts in the adaptation\'s):\n\n'
+    return head + ''.join(lines)
 
 
 def direction_plots(args, direction, rows, curves, variant_opts):
