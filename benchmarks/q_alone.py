@@ -75,12 +75,6 @@ def parse_args():
     return args
 
 
-def saved_options(checkpoint):
-    """The option file BasicSR saved in the run of ``checkpoint`` (experiments/NAME/models/x.pth)."""
-    run_dir = osp.dirname(osp.dirname(checkpoint))
-    return osp.join(run_dir, f'{osp.basename(run_dir)}.yml')
-
-
 def crops(args, folder, quality, aligned):
     """JPEGPairedDataset of ``folder``'s ground truths compressed at ``quality``: training crops and flips."""
     return JPEGPairedDataset({
@@ -151,9 +145,10 @@ def table(args, rows):
 
 def runs_of(args, checkpoint, rows):
     """Every Q, crop kind, pair and learning rate on the frozen F of ``checkpoint``, into ``rows``."""
-    net, _ = load_model(checkpoint, args.opt or saved_options(checkpoint))
+    run_dir = osp.dirname(osp.dirname(checkpoint))  # experiments/NAME of experiments/NAME/models/x.pth
+    source = osp.basename(run_dir)
+    net, _ = load_model(checkpoint, args.opt or osp.join(run_dir, f'{source}.yml'))  # the options BasicSR saved there
     channels = features(net, torch.zeros(1, 1, 16, 16)).shape[1]
-    source = osp.basename(osp.dirname(osp.dirname(checkpoint)))
     for pair in args.pairs:
         for kind in args.qs:
             for crop in args.crops:

@@ -41,7 +41,7 @@ from os import path as osp
 
 from carn_da import recipes
 from carn_da.import_model import imported_once
-from carn_da.runs import latest_generator, step_seconds, train_unless_done
+from carn_da.runs import latest_generator, recorded_options, step_seconds, train_unless_done
 from carn_da.utils.checkpoint import load_model
 from carn_da.utils.evaluation import EvalSet, evaluate
 from carn_da.utils.files import load_options, read_json, write_atomic
@@ -215,7 +215,7 @@ def pilot(args, head):
     for candidate in args.candidates:
         seconds = step_seconds(pilot_options(args, candidate, 1))
         name = pilot_options(args, candidate, 1)['name']
-        checkpoint, options = latest_generator(name, REPO), osp.join(REPO, 'experiments', name, f'{name}.yml')
+        checkpoint, options = latest_generator(name, REPO), recorded_options(name, REPO)
         done = osp.isfile(checkpoint) and osp.isfile(options)  # a rerun keeps the iterations it was trained for
         iters = load_options(options)['train']['total_iter'] if done else max(1, int(args.pilot * 60 / seconds))
         opt = pilot_options(args, candidate, iters)

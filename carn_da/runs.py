@@ -20,6 +20,11 @@ def experiment_dir(name, root):
     return osp.join(root, 'experiments', name)
 
 
+def recorded_options(name, root):
+    """The option file BasicSR copied into the experiment folder of the training called ``name`` run in ``root``."""
+    return osp.join(experiment_dir(name, root), f'{name}.yml')
+
+
 def latest_generator(name, root):
     """The ``net_g`` that a finished training called ``name`` (run in ``root``) saved last."""
     return osp.join(experiment_dir(name, root), 'models', 'net_g_latest.pth')
@@ -76,7 +81,7 @@ def train_unless_done(opt, options_dir, root, resume=False):
     experiment recorded other options (its logger aside): a changed recipe never reuses a model trained by the old
     one. ``resume``: continue an unfinished training from its last saved state (BasicSR's ``--auto_resume``)."""
     if osp.isfile(latest_generator(opt['name'], root)):
-        recorded = osp.join(experiment_dir(opt['name'], root), f'{opt["name"]}.yml')
+        recorded = recorded_options(opt['name'], root)
         changed = []
         if osp.isfile(recorded):  # the option file BasicSR copied into the experiment
             changed = [key for key in changed_options(load_options(recorded), opt) if key.split('.')[0] != 'logger']
