@@ -213,8 +213,8 @@ def pilot(args, head):
     sets = {'Set12': eval_set(args, 'Set12')}
     rows = {'JPEG': {'scores': scores(args, 'JPEG', None, sets)['Set12']}}
     for candidate in args.candidates:
-        seconds = step_seconds(pilot_options(args, candidate, 1))
-        name = pilot_options(args, candidate, 1)['name']
+        one_step = pilot_options(args, candidate, 1)
+        seconds, name = step_seconds(one_step), one_step['name']
         checkpoint, options = latest_generator(name, REPO), recorded_options(name, REPO)
         done = osp.isfile(checkpoint) and osp.isfile(options)  # a rerun keeps the iterations it was trained for
         iters = load_options(options)['train']['total_iter'] if done else max(1, int(args.pilot * 60 / seconds))
