@@ -32,7 +32,7 @@ Data: Train400 for training, BSD68 and Set12 for testing, from ../shared/dataset
     python benchmarks/da_study.py --source-iters 30 --adapt-iters 12 --test-limit 2 --prefix smoke   # smoke run
 
 Trainings, scores and step-time ratios are kept (experiments/, ``<out>/scores_cache.json``): a rerun computes only
-what is new.
+what is new, and a training killed midway resumes from its last saved state.
 """
 import carn_da.compat  # noqa: F401
 
@@ -206,6 +206,13 @@ VARIANTS = {
         PAPER_BLOCKDCT,
         text='paper_blockdct without the warm-up: F is asked to fool Q from the first step',
         q_warmup=None),
+    'paper_blockdct_strong':
+    replace(
+        PAPER_BLOCKDCT,
+        text='paper_blockdct with a stronger adversary: lambda 1, and Q warmed up alone for all 500 iterations (no '
+        'early stop on its accuracy, which stopped paper_blockdct at about 50; F and D train for the iterations after)',
+        adversary=adversary(1.0, q=BLOCK_DCT_Q, lr=1e-3),
+        q_warmup=(500, None)),
     'control_aligned':
     CONTROL_ALIGNED,
     **{
@@ -374,9 +381,11 @@ def on_grid(opt, v):
     return opt
 
 
+@functools.lru_cache(maxsize=None)  # the report reads a finished run's log for its table, its curve and its plot
 def q_accuracy(name):
-    """Q's accuracy as BasicSR's message logger wrote it in the run ``name``: {iteration: acc_q}, and the iteration
-    its warm-up ended at (0 without one; the last logged warm-up iteration, to the logger's print frequency)."""
+    """Q's accuracy as BasicSR's message logger wrote it in the run ``name``: {iteration: acc_q} (not to be changed:
+    it is cached), and the iteration its warm-up ended at (0 without one; the last logged warm-up iteration, to the
+    logger's print frequency)."""
     folder = experiment_dir(name, REPO)
     return logged_values(folder, 'acc_q'), max(logged_values(folder, 'l_q_warmup'), default=0)
 
@@ -613,8 +622,9 @@ def parse_args(argv=None):
 
 
 def train_all(options, args, wall):
-    """Train ``options`` unless done, --jobs at a time (each in its own process); their wall times into ``wall``."""
-    train = functools.partial(train_unless_done, options_dir=args.out, root=REPO)
+    """Train ``options`` unless done (resuming one that was killed), --jobs at a time (each in its own process); their
+    wall times into ``wall``."""
+    train = functools.partial(train_unless_done, options_dir=args.out, root=REPO, resume=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         wall.update(zip((opt['name'] for opt in options), pool.map(train, options)))
 

@@ -77,18 +77,19 @@ def changed_options(old, new, prefix=''):
 
 def train_unless_done(opt, options_dir, root, resume=False):
     """Train ``opt`` in ``root`` (written to ``options_dir``, in a preloaded process: see :func:`train`) unless an
-    experiment of its name finished there already; return the wall time in seconds (0 when reused). ValueError if that
-    experiment recorded other options (its logger aside): a changed recipe never reuses a model trained by the old
-    one. ``resume``: continue an unfinished training from its last saved state (BasicSR's ``--auto_resume``)."""
-    if osp.isfile(latest_generator(opt['name'], root)):
-        recorded = recorded_options(opt['name'], root)
-        changed = []
-        if osp.isfile(recorded):  # the option file BasicSR copied into the experiment
-            changed = [key for key in changed_options(load_options(recorded), opt) if key.split('.')[0] != 'logger']
+    experiment of its name finished there already; return the wall time in seconds (0 when reused). ``resume``:
+    continue an unfinished training from its last saved state (BasicSR's ``--auto_resume``). ValueError if the
+    experiment to reuse or resume recorded other options (its logger aside): a changed recipe never reuses or
+    continues a model trained by the old one."""
+    finished = osp.isfile(latest_generator(opt['name'], root))
+    recorded = recorded_options(opt['name'], root)
+    if (finished or resume) and osp.isfile(recorded):  # the option file BasicSR copied into the experiment
+        changed = [key for key in changed_options(load_options(recorded), opt) if key.split('.')[0] != 'logger']
         if changed:
             raise ValueError(f'{experiment_dir(opt["name"], root)} was trained with other options '
                              f'({", ".join(changed)} in {recorded}): delete it or change the name (e.g. the prefix) '
                              'to train the new options.')
+    if finished:
         print(f'reusing {latest_generator(opt["name"], root)}', flush=True)
         return 0.0
     start = time.time()

@@ -27,6 +27,15 @@ def test_a_finished_experiment_is_reused_only_with_the_options_it_recorded(exper
         train_unless_done(dict(opt, datasets={'train': {'batch_size_per_gpu': 4}}), str(tmp_path), REPO)
 
 
+def test_an_unfinished_experiment_is_resumed_only_with_the_options_it_recorded(experiment_name, tmp_path):
+    name = experiment_name('unfinished')
+    opt = {'name': name, 'train': {'total_iter': 300}, 'logger': {'print_freq': 10}}
+    recorded = write_options(opt, osp.join(experiment_dir(name, REPO), f'{name}.yml'))  # no checkpoint: killed early
+
+    with pytest.raises(ValueError, match=rf'train\.total_iter in {recorded}'):
+        train_unless_done(dict(opt, train={'total_iter': 600}), str(tmp_path), REPO, resume=True)
+
+
 def test_preloaded_trainings_train_what_a_new_interpreter_trains(jpeg_dataset, experiment_name, tmp_path):
     names = [experiment_name('preloaded1'), experiment_name('preloaded2'), experiment_name('interpreter')]
     for name, preloaded in zip(names, (True, True, False)):
