@@ -76,6 +76,7 @@ PATCH_Q = {'kind': 'PatchQualityDiscriminator', 'hidden': 32, 'pooling': None}
 # frozen features it tells QF 10 from 70 apart where the two above stay at chance)
 BLOCK_DCT_Q = {'kind': 'BlockDCTQualityDiscriminator', 'hidden': 128, 'pooling': None}
 CURVE_POINTS = 3  # checkpoints per adaptation of a ``curve`` variant, scored for the PSNR-against-iterations plot
+SCORING_DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'  # the trainings pick theirs through num_gpu: auto
 
 
 def adversary(lambda_=0.1, q=PAPER_Q, q_steps=1, **options):
@@ -487,7 +488,7 @@ class Scores:
         are that expert's, so the expert's scores are taken. ``limit``: only the first ``limit`` test pairs."""
 
         def load():  # only when it routes or restores: a cached score needs no network
-            return None if checkpoint is None else load_network(network or self.network, checkpoint)
+            return None if checkpoint is None else load_network(network or self.network, checkpoint, SCORING_DEVICE)
 
         scores = {}
         stamp = 'jpeg' if checkpoint is None else f'{checkpoint}@{os.stat(checkpoint).st_mtime_ns}'
