@@ -60,6 +60,7 @@ from os import path as osp
 from carn_da import recipes
 from carn_da.runs import experiment_dir, latest_generator, train_unless_done, warmed_up_model
 from carn_da.utils.checkpoint import load_network, routed_state
+from carn_da.utils.device import choose_device
 from carn_da.utils.files import save_torch_atomic
 from carn_da.utils.jpeg import estimate_quality, read_quality
 from carn_da.utils.logs import logged_values
@@ -76,7 +77,7 @@ PATCH_Q = {'kind': 'PatchQualityDiscriminator', 'hidden': 32, 'pooling': None}
 # frozen features it tells QF 10 from 70 apart where the two above stay at chance)
 BLOCK_DCT_Q = {'kind': 'BlockDCTQualityDiscriminator', 'hidden': 128, 'pooling': None}
 CURVE_POINTS = 3  # checkpoints per adaptation of a ``curve`` variant, scored for the PSNR-against-iterations plot
-SCORING_DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'  # the trainings pick theirs through num_gpu: auto
+SCORING_DEVICE = choose_device('auto')  # CUDA where there is one; the trainings pick theirs through num_gpu: auto
 
 
 def adversary(lambda_=0.1, q=PAPER_Q, q_steps=1, **options):
@@ -212,7 +213,7 @@ VARIANTS = {
         PAPER_BLOCKDCT,
         text='paper_blockdct with a stronger adversary: lambda 1, and Q warmed up alone for all 500 iterations (no '
         'early stop on its accuracy, which stopped paper_blockdct at about 50; F and D train for the iterations after)',
-        adversary=adversary(1.0, q=BLOCK_DCT_Q, lr=1e-3),
+        adversary=dict(PAPER_BLOCKDCT.adversary, lambda_=1.0),
         q_warmup=(500, None)),
     'control_aligned':
     CONTROL_ALIGNED,

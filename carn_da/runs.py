@@ -81,8 +81,8 @@ def train_unless_done(opt, options_dir, root, resume=False):
     continue an unfinished training from its last saved state (BasicSR's ``--auto_resume``). ValueError if the
     experiment to reuse or resume recorded other options (its logger aside): a changed recipe never reuses or
     continues a model trained by the old one."""
-    finished = osp.isfile(latest_generator(opt['name'], root))
-    recorded = recorded_options(opt['name'], root)
+    checkpoint, recorded = latest_generator(opt['name'], root), recorded_options(opt['name'], root)
+    finished = osp.isfile(checkpoint)
     if (finished or resume) and osp.isfile(recorded):  # the option file BasicSR copied into the experiment
         changed = [key for key in changed_options(load_options(recorded), opt) if key.split('.')[0] != 'logger']
         if changed:
@@ -90,7 +90,7 @@ def train_unless_done(opt, options_dir, root, resume=False):
                              f'({", ".join(changed)} in {recorded}): delete it or change the name (e.g. the prefix) '
                              'to train the new options.')
     if finished:
-        print(f'reusing {latest_generator(opt["name"], root)}', flush=True)
+        print(f'reusing {checkpoint}', flush=True)
         return 0.0
     start = time.time()
     print(f'training {opt["name"]} ({opt["train"]["total_iter"]} iterations)', flush=True)
