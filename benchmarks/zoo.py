@@ -43,6 +43,7 @@ from carn_da import recipes
 from carn_da.import_model import imported_once
 from carn_da.runs import latest_generator, recorded_options, step_seconds, train_unless_done
 from carn_da.utils.checkpoint import load_model
+from carn_da.utils.device import choose_device
 from carn_da.utils.evaluation import EvalSet, evaluate
 from carn_da.utils.files import load_options, read_json, write_atomic
 from carn_da.utils.inference import restore
@@ -100,7 +101,7 @@ def scores(args, label, files, sets):
     found = read_json(cache_path).get(key, {})
     missing = [q for q in args.qualities if any(str(q) not in found.get(name, {}) for name in sets)]
     if missing:
-        nets = [] if files is None else [(label, load_model(*files)[0])]
+        nets = [] if files is None else [(label, load_model(*files)[0].to(choose_device('auto')))]
         results, _ = evaluate(nets, sets, missing)
         for name, by_qf in results[label if nets else 'JPEG'].items():
             found.setdefault(name, {}).update({str(q): mean_scores(rows) for q, rows in by_qf.items()})

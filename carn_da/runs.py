@@ -99,13 +99,14 @@ def train_unless_done(opt, options_dir, root, resume=False):
     return time.time() - start
 
 
-def warmed_up_model(opt, warmup=3):
-    """The BasicSR model of the options ``opt`` on one process, without pretrained weights, fed one random batch of
-    its batch and patch size (source and target keys alike) and trained ``warmup`` steps on it: what the training
-    steps of ``opt`` cost, without data loading, is then the time of ``optimize_parameters``."""
+def warmed_up_model(opt, warmup=3, device='cpu'):
+    """The BasicSR model of the options ``opt`` on one process of ``device`` ('cpu' or 'cuda'), without pretrained
+    weights, fed one random batch of its batch and patch size (source and target keys alike) and trained ``warmup``
+    steps on it: what the training steps of ``opt`` cost, without data loading, is then the time of
+    ``optimize_parameters``."""
     from basicsr.models import build_model  # importing BasicSR's models registers the plugin's through carn_da
     opt = copy.deepcopy(opt)
-    opt.update(is_train=True, dist=False, num_gpu=0, rank=0, world_size=1)
+    opt.update(is_train=True, dist=False, num_gpu=int(torch.device(device).type == 'cuda'), rank=0, world_size=1)
     opt['path']['pretrain_network_g'] = None
     model = build_model(opt)
     train_set = opt['datasets']['train']
@@ -117,11 +118,14 @@ def warmed_up_model(opt, warmup=3):
     return model
 
 
-def step_seconds(opt, steps=5, warmup=3):
-    """Seconds per training step of the options ``opt`` (:func:`warmed_up_model`, then ``steps`` steps): what an
-    iteration costs, to size a training to a time budget."""
-    model = warmed_up_model(opt, warmup)
+def step_seconds(opt, steps=5, warmup=3, device='cpu'):
+    """Seconds per training step of the options ``opt`` on ``device`` (:func:`warmed_up_model`, then ``steps``
+    steps): what an iteration costs, to size a training to a time budget."""
+    model = warmed_up_model(opt, warmup, device)
+    synchronize = torch.cuda.synchronize if torch.device(device).type == 'cuda' else (lambda: None)
+    synchronize()
     start = time.perf_counter()
     for i in range(steps):
         model.optimize_parameters(warmup + i + 1)
+    synchronize()  # CUDA kernels run asynchronously: the steps are done only when the device says so
     return (time.perf_counter() - start) / steps

@@ -5,6 +5,10 @@
     python scripts/train_zoo.py --longer 10 20 30 40 50          # those experts 1200 more iterations (a warm restart)
     python scripts/train_zoo.py --blind-iters 4 --expert-iters 2 --qualities 10 50 --score-images 2 \\
         --ship /tmp/weights --prefix smoke                       # a smoke run in a few minutes
+    python scripts/train_zoo.py --size medium --batch 64 --patch 64 --workers 8 \\
+        --blind-minutes 3 --expert-minutes 3 --half              # on a GPU: iterations sized to minutes of it
+    python scripts/train_zoo.py --size medium --blind experiments/zoo_blind --prefix zoo_cpu --half
+                                                                 # experts from a blind model trained elsewhere
 
 From Train400 (random crops at any offset, flips and rotations; JPEGs made on the fly with OpenCV):
 1. a **blind** model for QF ``--blind-range``, which also sees images saved twice, resized after compression and
@@ -14,28 +18,36 @@ From Train400 (random crops at any offset, flips and rotations; JPEGs made on th
 3. the **routed** model (QualityRoutedCARN): each image to the expert of the quality read from it (within 2), every
    other image to the blind model.
 Each training is BasicSR's (``carn_da/train.py``) under ``--root``/experiments/zoo_*; a killed run resumes from its
-last saved state when the script is run again, and finished trainings are reused. The blind and routed models are
-then scored on BSD68 at QF 10, 20, ..., 90 and shipped (``carn_da.utils.zoo.ship``: weights, options, a model card
-with data, iterations, command, date, machine and scores, and a SHA-256 each) as ``--name``-blind and ``--name``
-(the default model).
+last saved state when the script is run again, and finished trainings are reused. ``--blind-minutes`` and
+``--expert-minutes`` size the iterations to a time budget from the step time measured on this machine (once: the
+sizes are recorded beside the trainings' options, so a rerun resumes the same plan): the measured step leaves out
+data loading and each training's start, so leave a margin. ``--jobs`` experts train at once, each in its own process
+(for a machine the one training leaves idle: on an H200, nine medium RDNs at batch 64 of 64x64 were no faster
+together than one after another, docs/RESULTS.md). The blind and routed models are then scored on BSD68 at QF 10,
+20, ..., 90 and shipped (``carn_da.utils.zoo.ship``: weights, options, a model card with data, iterations, command,
+date, machine and scores, and a SHA-256 each) as ``--name``-blind and ``--name`` (the default model).
 """
 import carn_da.compat  # noqa: F401
 
 import argparse
 import copy
+import json
 import os
 import platform
 import shlex
 import sys
 import torch
 from basicsr.archs import build_network
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from os import path as osp
 
 from carn_da import recipes
-from carn_da.runs import latest_generator, train_unless_done
+from carn_da.runs import latest_generator, step_seconds, train_unless_done
 from carn_da.utils.checkpoint import load_state_dict, routed_state
+from carn_da.utils.device import choose_device
 from carn_da.utils.evaluation import EvalSet, evaluate
+from carn_da.utils.files import load_options, read_json, write_atomic
 from carn_da.utils.scores import mean_scores
 from carn_da.utils.zoo import PACKAGE_FOLDER, ship
 
@@ -78,6 +90,28 @@ def parse_args(argv=None):
         'fallback once the blind model is measured above the JPEG on resized images (benchmarks/real_world.py).')
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--patch', type=int, default=48)
+    parser.add_argument('--workers', type=int, default=0, help='Data loading processes of each training.')
+    parser.add_argument('--jobs', type=int, default=1, help='Experts trained at once, each in its own process.')
+    parser.add_argument(
+        '--blind-minutes',
+        type=float,
+        help='Size --blind-iters to this many minutes of the step time measured on this machine.')
+    parser.add_argument(
+        '--expert-minutes',
+        type=float,
+        help='Size --expert-iters so that all the experts together take this many minutes of the measured step '
+        'time (as if they trained one after another: a speed-up from --jobs only ends them sooner).')
+    parser.add_argument(
+        '--half',
+        action='store_true',
+        help='Ship the weights in float16 (half the size; the networks still run in float32 when loaded).')
+    parser.add_argument('--train-only', action='store_true', help='Train (or resume) the models, score and ship none.')
+    parser.add_argument(
+        '--blind',
+        metavar='EXPERIMENT',
+        help='Start the experts from the blind model of this finished training (experiments/NAME, e.g. trained on a '
+        'GPU with --train-only) instead of training one; its card describes it from its recorded options.')
+    parser.add_argument('--blind-note', default='', help='Where and how the --blind model was trained, for its card.')
     parser.add_argument('--score-images', type=int, default=68, help='BSD68 images scored for the model cards.')
     args = parser.parse_args(argv)
     args.command = shlex.join(['python', 'scripts/train_zoo.py', *(sys.argv[1:] if argv is None else argv)])
@@ -85,12 +119,23 @@ def parse_args(argv=None):
         parser.error(error)
     if extra := sorted(set(args.longer) - set(args.qualities)):
         parser.error(f'--longer {" ".join(map(str, extra))}: not among the experts of --qualities')
+    for key in ('workers', 'jobs', 'blind_minutes', 'expert_minutes'):
+        value = getattr(args, key)
+        if value is not None and (value < 0 or value == 0 and key != 'workers'):
+            parser.error(f'--{key.replace("_", "-")} {value}: expected a positive number')
     return args
 
 
-def train_model(args, name, qualities, iters, lr, pretrain=None, degradations=None):
-    """Train (or reuse, or resume) one model on Train400 JPEGs of ``qualities`` (min, max); its latest checkpoint."""
-    pairs = recipes.jpeg_pairs('Train400', osp.join(args.data, 'Train400'), None, args.patch, args.batch, enlarge=1)
+def model_options(args, name, qualities, iters, lr, pretrain=None, degradations=None):
+    """BasicSR options of one model trained on Train400 JPEGs of ``qualities`` (min, max)."""
+    pairs = recipes.jpeg_pairs(
+        'Train400',
+        osp.join(args.data, 'Train400'),
+        None,
+        args.patch,
+        args.batch,
+        workers=args.workers,
+        enlarge=1 if args.workers == 0 else 100)
     log = recipes.logger(max(1, iters // 20), max(1, iters // 4))
     schedule = recipes.cosine_schedule(iters, lr)
     opt = recipes.blind(
@@ -103,17 +148,53 @@ def train_model(args, name, qualities, iters, lr, pretrain=None, degradations=No
         degradations,
         pretrain=pretrain)
     opt['path']['param_key_g'] = 'params'
-    options_dir = osp.join(args.root, 'experiments', f'{args.prefix}_options')
-    os.makedirs(options_dir, exist_ok=True)
-    train_unless_done(opt, options_dir, args.root, resume=True)
-    return latest_generator(name, args.root)
+    return opt
+
+
+def options_dir(args):
+    """Where the trainings' option files (and the sized plan) are written."""
+    folder = osp.join(args.root, 'experiments', f'{args.prefix}_options')
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def train_model(args, *options):
+    """Train (or reuse, or resume) the model of :func:`model_options` ``(args, *options)``; its latest checkpoint."""
+    opt = model_options(args, *options)
+    train_unless_done(opt, options_dir(args), args.root, resume=True)
+    return latest_generator(opt['name'], args.root)
+
+
+def size_to_minutes(args):
+    """Set ``--blind-iters`` / ``--expert-iters`` from ``--blind-minutes`` / ``--expert-minutes`` and the step time
+    of this machine, measured once and recorded (plan.json beside the option files) so that a rerun resumes the same
+    trainings."""
+    plan_path = osp.join(options_dir(args), 'plan.json')
+    plan, budget = read_json(plan_path), {'blind_minutes': args.blind_minutes, 'expert_minutes': args.expert_minutes}
+    if plan and any(plan.get(key) != value for key, value in budget.items()):
+        raise SystemExit(f'{plan_path} was sized for other minutes ({plan}): delete it (and the trainings) or change '
+                         '--prefix.')
+    if not plan:
+        opt = model_options(args, f'{args.prefix}_step', tuple(args.blind_range), 1, args.blind_lr)
+        seconds = step_seconds(opt, device=choose_device('auto'))
+        plan = dict(budget, step_seconds=seconds, blind_iters=args.blind_iters, expert_iters=args.expert_iters)
+        if args.blind_minutes:
+            plan['blind_iters'] = max(1, int(args.blind_minutes * 60 / seconds))
+        if args.expert_minutes:
+            plan['expert_iters'] = max(1, int(args.expert_minutes * 60 / (seconds * len(args.qualities))))
+        write_atomic(plan_path, json.dumps(plan, indent=1).encode('utf-8'))
+    print(f'plan: a step takes {plan["step_seconds"]:.4f} s here; blind {plan["blind_iters"]} iterations, each expert '
+          f'{plan["expert_iters"]} ({plan_path})')
+    args.blind_iters, args.expert_iters, args.step_seconds = plan['blind_iters'], plan['expert_iters'], plan[
+        'step_seconds']
 
 
 def bsd68_psnr(args, net):
     """{QF: mean PSNR} of a network (None: the JPEGs) on the first ``--score-images`` BSD68 images."""
     test_set = EvalSet('BSD68', osp.join(args.data, 'BSD68'))
     test_set.gts, test_set.stems = test_set.gts[:args.score_images], test_set.stems[:args.score_images]
-    results, _ = evaluate([] if net is None else [('model', net)], {'BSD68': test_set}, SCORE_QUALITIES)
+    nets = [] if net is None else [('model', net.to(choose_device('auto')))]
+    results, _ = evaluate(nets, {'BSD68': test_set}, SCORE_QUALITIES)
     label = 'JPEG' if net is None else 'model'
     return {str(qf): round(mean_scores(rows)['psnr'], 2) for qf, rows in results[label]['BSD68'].items()}
 
@@ -131,7 +212,7 @@ def card(args, title, what, trained, scores, jpeg):
     rows = '\n'.join(f'| {qf} | {jpeg[qf]:.2f} | {scores[qf]:.2f} |' for qf in scores)
     return (f'# {title}\n\n{what}\n\n'
             f'- Backbone: {args.backbone} ({args.size}), grayscale (a colour image is restored on its luma).\n'
-            f'- Data: Train400 (../shared/datasets), random {args.patch}x{args.patch} crops, flips and rotations, '
+            '- Data: Train400 (../shared/datasets), random crops, flips and rotations, '
             f'JPEGs made on the fly with OpenCV.\n- Trained: {trained}\n'
             f'- Command: `{args.command}`\n'
             f'- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()}, {machine}, '
@@ -141,42 +222,102 @@ def card(args, title, what, trained, scores, jpeg):
 
 
 def ship_scored(args, name, network_g, state_dict, what, trained, jpeg, roles):
-    """Score a model on BSD68 and ship it with its card into ``--ship``."""
+    """Score a model on BSD68 and ship it with its card into ``--ship`` (its weights in float16 with ``--half``:
+    the scores are those of the weights shipped)."""
+    if args.half:
+        state_dict = {key: value.half() if value.is_floating_point() else value for key, value in state_dict.items()}
     scores = bsd68_psnr(args, network_with(network_g, state_dict))
     text = card(args, name, what, trained, scores, jpeg)
     ship(args.ship, name, state_dict, network_g, text, what, {'BSD68': scores}, roles)
     print(f'shipped {name}: BSD68 PSNR ' + ', '.join(f'QF {qf} {jpeg[qf]:.2f} -> {scores[qf]:.2f}' for qf in scores))
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    degradations = dict(resave_prob=args.resave_prob, resize_prob=args.resize_prob, clean_prob=args.clean_prob)
-    low, high = args.blind_range
-    blind = train_model(args, f'{args.prefix}_blind', (low, high), args.blind_iters, args.blind_lr, None, degradations)
-    experts = {
-        q: train_model(args, f'{args.prefix}_qf{q}', (q, q), args.expert_iters, args.expert_lr, blind)
-        for q in args.qualities
-    }
-    for q in args.longer:
-        name = f'{args.prefix}_qf{q}_plus{args.longer_iters}'
-        experts[q] = train_model(args, name, (q, q), args.longer_iters, args.expert_lr, experts[q])
-    network_g, jpeg = recipes.network(args.backbone, args.size), bsd68_psnr(args, None)
+def blind_text(opt, note=''):
+    """(what, trained) of the blind model's card, from the options ``opt`` of its training."""
+    data, train = opt['datasets']['train'], opt['train']
+    low, high = data['jpeg_range']
     what = (f'Blind: one model for JPEG quality {low}-{high}, also trained on JPEGs saved twice '
-            f'({args.resave_prob:.0%}), resized after compression ({args.resize_prob:.0%}) and clean images '
-            f'({args.clean_prob:.0%}); the source model of carn-da adapt.')
-    trained = f'{args.blind_iters} iterations of batch {args.batch}, cosine learning rate from {args.blind_lr:g}'
+            f'({data.get("resave_prob", 0):.0%}), resized after compression ({data.get("resize_prob", 0):.0%}) and '
+            f'clean images ({data.get("clean_prob", 0):.0%}); the source model of carn-da adapt.')
+    trained = (f'{train["total_iter"]} iterations of batch {data["batch_size_per_gpu"]} of {data["gt_size"]}x'
+               f'{data["gt_size"]} crops, cosine learning rate from {train["optim_g"]["lr"]:g}{note}')
+    return what, trained
+
+
+def train_blind(args):
+    """(checkpoint, options) of the blind model trained (or reused, or resumed) here."""
+    degradations = dict(resave_prob=args.resave_prob, resize_prob=args.resize_prob, clean_prob=args.clean_prob)
+    options = (f'{args.prefix}_blind', tuple(args.blind_range), args.blind_iters, args.blind_lr, None, degradations)
+    return train_model(args, *options), model_options(args, *options)
+
+
+def earlier_blind(args):
+    """(checkpoint, options) of the blind model of ``--blind``, the folder of a finished training."""
+    name = osp.basename(osp.normpath(args.blind))
+    checkpoint, recorded = osp.join(args.blind, 'models', 'net_g_latest.pth'), osp.join(args.blind, f'{name}.yml')
+    for path in (checkpoint, recorded):
+        if not osp.isfile(path):
+            raise SystemExit(f'--blind {args.blind}: {path} is missing; expected the folder of a finished training '
+                             '(experiments/NAME with NAME.yml and models/net_g_latest.pth).')
+    opt = load_options(recorded)
+    if opt['network_g'] != recipes.network(args.backbone, args.size):
+        raise SystemExit(f'--blind {args.blind}: its network_g {opt["network_g"]} is not that of --backbone '
+                         f'{args.backbone} --size {args.size}.')
+    return checkpoint, opt
+
+
+def train_experts(args, blind):
+    """{QF: checkpoint} of the experts, each fine-tuned from the ``blind`` checkpoint, ``--jobs`` at a time."""
+    with ThreadPoolExecutor(args.jobs) as pool:  # each training is its own process
+        experts = {
+            q: pool.submit(train_model, args, f'{args.prefix}_qf{q}', (q, q), args.expert_iters, args.expert_lr, blind)
+            for q in args.qualities
+        }
+        experts = {q: job.result() for q, job in experts.items()}
+        longer = {
+            q:
+            pool.submit(train_model, args, f'{args.prefix}_qf{q}_plus{args.longer_iters}', (q, q), args.longer_iters,
+                        args.expert_lr, experts[q])
+            for q in args.longer
+        }
+        return {**experts, **{q: job.result() for q, job in longer.items()}}
+
+
+def ship_all(args, blind, blind_opt, experts):
+    """Score and ship the blind model and the routed one (the default)."""
+    network_g, jpeg = recipes.network(args.backbone, args.size), bsd68_psnr(args, None)
+    if args.blind:
+        note = f' ({args.blind_note})' if args.blind_note else f' (an earlier training: {args.blind})'
+    elif args.blind_minutes or args.expert_minutes:
+        note = f' (iterations sized to minutes of a measured step of {args.step_seconds:.4f} s)'
+    else:
+        note = ''
+    what, trained = blind_text(blind_opt, note)
+    if args.half:
+        trained += '; weights stored in float16'
     ship_scored(args, f'{args.name}-blind', network_g, load_state_dict(blind)[1], what, trained, jpeg, ['adapt_source'])
     routed = recipes.routed_pair([(network_g, None)] + [(network_g, [q]) for q in args.qualities], args.unknown)
     unknown = 'the blind model too' if args.unknown == 'fallback' else 'unchanged'
     what = (f'Routed (the default model): an expert per JPEG quality {", ".join(map(str, args.qualities))} (each '
             f'the blind model fine-tuned on that quality alone), chosen per image from the quality read from it; '
             f'the blind model {args.name}-blind for any other quality; an image of unknown quality: {unknown}.')
-    trained += f'; each expert {args.expert_iters} more iterations from {args.expert_lr:g}'
+    trained += (f'; each expert {args.expert_iters} more iterations of batch {args.batch} of {args.patch}x{args.patch} '
+                f'crops from {args.expert_lr:g}')
     if args.longer:
         trained += (f'; the experts for QF {", ".join(map(str, args.longer))} {args.longer_iters} more again '
                     '(a warm restart of the same schedule)')
     state = routed_state([blind, *(experts[q] for q in args.qualities)])  # in the order of the routed experts
     ship_scored(args, args.name, routed, state, what, trained, jpeg, ['default'])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.blind_minutes or args.expert_minutes:
+        size_to_minutes(args)
+    blind, blind_opt = earlier_blind(args) if args.blind else train_blind(args)
+    experts = train_experts(args, blind)
+    if not args.train_only:
+        ship_all(args, blind, blind_opt, experts)
 
 
 if __name__ == '__main__':

@@ -4,7 +4,9 @@ import carn_da.compat  # noqa: F401
 import cv2
 import json
 import numpy as np
+import pytest
 import sys
+import torch
 from conftest import textured_image
 from os import path as osp
 from test_restore import run
@@ -12,6 +14,7 @@ from tiny import REPO
 
 from carn_da import cli
 from carn_da.utils import zoo
+from carn_da.utils.files import load_options
 from carn_da.utils.jpeg import jpeg_compress
 
 sys.path.insert(0, osp.join(REPO, 'scripts'))
@@ -58,3 +61,55 @@ def test_the_zoo_is_trained_scored_shipped_and_then_the_default(tmp_path, monkey
     assert 'qf30.png: QF 30 (pixels, grid offset 0,0) -> QF 30' in err and 'qf60.png: QF 60' in err
     assert '-> fallback' in err
     assert cli.main(['models']) == 0 and 'carn-da-gray-blind (adapt source)' in capsys.readouterr().out
+
+
+def test_a_zoo_sized_to_minutes_keeps_its_plan_and_ships_float16_weights(tmp_path, capsys):
+    write_set(tmp_path / 'data' / 'Train400', 3, 0)
+    write_set(tmp_path / 'data' / 'BSD68', 1, 1)
+    weights = tmp_path / 'weights'
+    argv = [
+        '--data', tmp_path / 'data', '--root', tmp_path, '--ship', weights, '--size', 'demo', '--qualities', 30, 60,
+        '--jobs', 2, '--score-images', 1, '--batch', 2, '--prefix', 'timed', '--blind-minutes', 0.002,
+        '--expert-minutes', 0.002, '--half', '--train-only'
+    ]
+    train_zoo.main(list(map(str, argv)))
+    assert not weights.exists()  # --train-only: trained, nothing scored or shipped
+    plan = json.loads((tmp_path / 'experiments' / 'timed_options' / 'plan.json').read_text())
+    assert plan['step_seconds'] > 0
+    assert plan['blind_iters'] == max(1, int(0.002 * 60 / plan['step_seconds']))
+    assert plan['expert_iters'] == max(1, int(0.002 * 60 / (plan['step_seconds'] * 2)))
+    for name, iters in (('timed_blind', plan['blind_iters']), ('timed_qf60', plan['expert_iters'])):
+        recorded = load_options(str(tmp_path / 'experiments' / name / f'{name}.yml'))
+        assert recorded['train']['total_iter'] == iters
+
+    train_zoo.main(list(map(str, argv[:-1])))  # the same plan, reused: ship in float16
+    assert capsys.readouterr().out.count('reusing') == 3
+    state = torch.load(weights / 'carn-da-gray.pth', weights_only=True)['params']
+    assert {value.dtype for value in state.values()} == {torch.float16}
+    card = (weights / 'carn-da-gray.md').read_text()
+    assert 'sized to minutes of a measured step' in card and 'weights stored in float16' in card
+
+    changed = list(map(str, argv[:-1]))
+    changed[changed.index('--blind-minutes') + 1] = '0.5'
+    with pytest.raises(SystemExit, match='plan.json was sized for other minutes'):
+        train_zoo.main(changed)
+
+
+def test_experts_start_from_the_blind_model_of_an_earlier_training(tmp_path):
+    write_set(tmp_path / 'data' / 'Train400', 3, 0)
+    write_set(tmp_path / 'data' / 'BSD68', 1, 1)
+    common = ['--data', tmp_path / 'data', '--root', tmp_path, '--size', 'demo', '--score-images', 1, '--batch', 2]
+    train_zoo.main(list(map(str, common + ['--prefix', 'gpu', '--blind-iters', 3, '--qualities', '--train-only'])))
+    earlier = tmp_path / 'experiments' / 'gpu_blind'
+    weights = tmp_path / 'weights'
+    argv = common + ['--prefix', 'cpu', '--blind', earlier, '--blind-note', 'on a GPU', '--expert-iters', 1]
+    train_zoo.main(list(map(str, argv + ['--qualities', 30, '--ship', weights])))
+    assert not (tmp_path / 'experiments' / 'cpu_blind').exists()  # the earlier blind model, not a new one
+    recorded = load_options(str(tmp_path / 'experiments' / 'cpu_qf30' / 'cpu_qf30.yml'))
+    assert recorded['path']['pretrain_network_g'] == str(earlier / 'models' / 'net_g_latest.pth')
+    card = (weights / 'carn-da-gray-blind.md').read_text()
+    assert '3 iterations of batch 2 of 48x48 crops, cosine learning rate from 0.0002 (on a GPU)' in card
+    with pytest.raises(SystemExit, match='is not that of --backbone rdn --size cpu'):
+        train_zoo.main(list(map(str, argv[:-1] + [1, '--size', 'cpu', '--qualities', 30, '--train-only'])))
+    with pytest.raises(SystemExit, match='models/net_g_latest.pth is missing'):
+        train_zoo.main(list(map(str, common + ['--blind', tmp_path / 'nowhere', '--train-only'])))
