@@ -129,8 +129,7 @@ def quality_channels(backbone, size='cpu'):
 
 def jpeg_pairs(name, gt, lq, patch, batch, io='disk', workers=0, enlarge=100):
     """A training set of (JPEG, ground truth) pairs (JPEGPairedDataset): random ``patch`` squares, flips and
-    rotations. ``io``: BasicSR's io_backend type ('disk' or 'lmdb'). ``workers`` data loading processes are kept
-    from one epoch to the next: started anew at each epoch they cost about 15 s each time on a GPU machine."""
+    rotations. ``io``: BasicSR's io_backend type ('disk' or 'lmdb')."""
     return dict(
         test_pairs(name, gt, lq, io),
         gt_size=patch,
@@ -138,10 +137,7 @@ def jpeg_pairs(name, gt, lq, patch, batch, io='disk', workers=0, enlarge=100):
         use_rot=True,
         num_worker_per_gpu=workers,
         batch_size_per_gpu=batch,
-        dataset_enlarge_ratio=enlarge,
-        **({
-            'persistent_workers': True
-        } if workers else {}))
+        dataset_enlarge_ratio=enlarge)
 
 
 def prepared_pairs(name, folder, qf, patch, batch, **kwargs):

@@ -136,6 +136,8 @@ def model_options(args, name, qualities, iters, lr, pretrain=None, degradations=
         args.batch,
         workers=args.workers,
         enlarge=1 if args.workers == 0 else 100)
+    if args.workers:  # started anew at each epoch, they cost about 15 s each time on a GPU machine (docs/RESULTS.md)
+        pairs['persistent_workers'] = True
     log = recipes.logger(max(1, iters // 20), max(1, iters // 4))
     schedule = recipes.cosine_schedule(iters, lr)
     opt = recipes.blind(
