@@ -160,11 +160,15 @@ def options_dir(args):
     return folder
 
 
-def train_model(args, *options):
-    """Train (or reuse, or resume) the model of :func:`model_options` ``(args, *options)``; its latest checkpoint."""
-    opt = model_options(args, *options)
+def train_options(args, opt):
+    """Train (or reuse, or resume) the model of the options ``opt``; its latest checkpoint."""
     train_unless_done(opt, options_dir(args), args.root, resume=True)
     return latest_generator(opt['name'], args.root)
+
+
+def train_model(args, *options):
+    """:func:`train_options` of :func:`model_options` ``(args, *options)``."""
+    return train_options(args, model_options(args, *options))
 
 
 def size_to_minutes(args):
@@ -249,8 +253,9 @@ def blind_text(opt, note=''):
 def train_blind(args):
     """(checkpoint, options) of the blind model trained (or reused, or resumed) here."""
     degradations = dict(resave_prob=args.resave_prob, resize_prob=args.resize_prob, clean_prob=args.clean_prob)
-    options = (f'{args.prefix}_blind', tuple(args.blind_range), args.blind_iters, args.blind_lr, None, degradations)
-    return train_model(args, *options), model_options(args, *options)
+    opt = model_options(args, f'{args.prefix}_blind', tuple(args.blind_range), args.blind_iters, args.blind_lr, None,
+                        degradations)
+    return train_options(args, opt), opt
 
 
 def earlier_blind(args):
