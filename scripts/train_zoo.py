@@ -2,7 +2,8 @@
 
     python scripts/train_zoo.py                                  # the default plan: see the option defaults
     python scripts/train_zoo.py --backbone dncnn --size cpu      # another backbone of carn_da/recipes.py
-    python scripts/train_zoo.py --longer 10 20 30 40 50          # those experts 1200 more iterations (a warm restart)
+    python scripts/train_zoo.py --longer 10 20 30 40 50 10       # those experts 1200 more iterations (a warm restart),
+                                                                 # the QF-10 one twice
     python scripts/train_zoo.py --blind-iters 4 --expert-iters 2 --qualities 10 50 --score-images 2 \\
         --ship /tmp/weights --prefix smoke                       # a smoke run in a few minutes
     python scripts/train_zoo.py --size medium --batch 64 --patch 64 --workers 8 \\
@@ -77,7 +78,8 @@ def parse_args(argv=None):
         default=[],
         metavar='QF',
         help='Experts (of --qualities) trained --longer-iters more iterations, a warm restart from their first '
-        'training: for the qualities where the measurement asks for more.')
+        'training: for the qualities where the measurement asks for more. A QF given twice gets a second round '
+        '(a warm restart from the first), and so on.')
     parser.add_argument('--longer-iters', type=int, default=1200)
     parser.add_argument('--resave-prob', type=float, default=recipes.REAL_WORLD['resave_prob'])
     parser.add_argument('--resize-prob', type=float, default=recipes.REAL_WORLD['resize_prob'])
@@ -281,13 +283,17 @@ def train_experts(args, blind):
             for q in args.qualities
         }
         experts = {q: job.result() for q, job in experts.items()}
-        longer = {
-            q:
-            pool.submit(train_model, args, f'{args.prefix}_qf{q}_plus{args.longer_iters}', (q, q), args.longer_iters,
-                        args.expert_lr, experts[q])
-            for q in args.longer
-        }
+        longer = {q: pool.submit(train_longer, args, q, experts[q]) for q in sorted(set(args.longer))}
         return {**experts, **{q: job.result() for q, job in longer.items()}}
+
+
+def train_longer(args, q, checkpoint):
+    """The expert for ``q`` after its ``--longer`` rounds, each ``--longer-iters`` more iterations from the last."""
+    name = f'{args.prefix}_qf{q}'
+    for _ in range(args.longer.count(q)):
+        name += f'_plus{args.longer_iters}'
+        checkpoint = train_model(args, name, (q, q), args.longer_iters, args.expert_lr, checkpoint)
+    return checkpoint
 
 
 def ship_all(args, blind, blind_opt, experts):
@@ -311,8 +317,10 @@ def ship_all(args, blind, blind_opt, experts):
     trained += (f'; each expert {args.expert_iters} more iterations of batch {args.batch} of {args.patch}x{args.patch} '
                 f'crops from {args.expert_lr:g}')
     if args.longer:
-        trained += (f'; the experts for QF {", ".join(map(str, args.longer))} {args.longer_iters} more again '
-                    '(a warm restart of the same schedule)')
+        rounds = ', '.join(f'QF {q}' + (f' ({args.longer.count(q)} rounds)' if args.longer.count(q) > 1 else '')
+                           for q in sorted(set(args.longer)))
+        trained += (f'; the experts for {rounds} {args.longer_iters} more again per round (a warm restart of the '
+                    'same schedule)')
     state = routed_state([blind, *(experts[q] for q in args.qualities)])  # in the order of the routed experts
     ship_scored(args, args.name, routed, state, what, trained, jpeg, ['default'])
 

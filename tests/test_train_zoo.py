@@ -34,8 +34,8 @@ def test_the_zoo_is_trained_scored_shipped_and_then_the_default(tmp_path, monkey
     weights = tmp_path / 'weights'
     argv = [
         '--data', tmp_path / 'data', '--root', tmp_path, '--ship', weights, '--size', 'demo', '--blind-iters', 2,
-        '--expert-iters', 1, '--qualities', 30, '--longer', 30, '--longer-iters', 1, '--score-images', 1, '--batch', 2,
-        '--prefix', 'tiny'
+        '--expert-iters', 1, '--qualities', 30, '--longer', 30, 30, '--longer-iters', 1, '--score-images', 1, '--batch',
+        2, '--prefix', 'tiny'
     ]
     train_zoo.main(list(map(str, argv)))
     roles, models = zoo.read_manifest(str(weights))
@@ -45,10 +45,11 @@ def test_the_zoo_is_trained_scored_shipped_and_then_the_default(tmp_path, monkey
     assert sorted(routed['scores']['BSD68'], key=int) == [str(q) for q in train_zoo.SCORE_QUALITIES]
     card = (weights / 'carn-da-gray.md').read_text()
     assert 'an expert per JPEG quality 30' in card and '--blind-iters 2' in card and '| 90 |' in card
-    assert 'the experts for QF 30 1 more again' in card
-    assert osp.isfile(tmp_path / 'experiments' / 'tiny_qf30_plus1' / 'models' / 'net_g_latest.pth')
+    assert 'the experts for QF 30 (2 rounds) 1 more again per round' in card
+    second = load_options(str(tmp_path / 'experiments' / 'tiny_options' / 'tiny_qf30_plus1_plus1.yml'))
+    assert second['path']['pretrain_network_g'].endswith(osp.join('tiny_qf30_plus1', 'models', 'net_g_latest.pth'))
     train_zoo.main(list(map(str, argv)))  # finished trainings are reused, not trained again
-    assert capsys.readouterr().out.count('reusing') == 3
+    assert capsys.readouterr().out.count('reusing') == 4
 
     monkeypatch.setenv('CARN_DA_MODELS', str(weights))
     photos = tmp_path / 'photos'
