@@ -151,7 +151,7 @@ def score_all(args, head):
 def adapt_pile(args, head):
     """Adapt to a pile of BSD68 images with ``carn-da adapt --target PILE --restore OUT`` alone; time and score."""
     gts = sorted(glob.glob(osp.join(args.data, 'BSD68', '*.png')))[-args.pile_size:]
-    work = tempfile.mkdtemp(prefix='zoo_pile_', dir=args.out)
+    work = osp.abspath(tempfile.mkdtemp(prefix='zoo_pile_', dir=args.out))  # the command runs in it
     pile, restored = osp.join(work, 'pile'), osp.join(work, 'restored')
     os.makedirs(pile)
     for path in gts:
