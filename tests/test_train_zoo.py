@@ -46,6 +46,7 @@ def test_the_zoo_is_trained_scored_shipped_and_then_the_default(tmp_path, monkey
     card = (weights / 'carn-da-gray.md').read_text()
     assert 'an expert per JPEG quality 30' in card and '--blind-iters 2' in card and '| 90 |' in card
     assert 'the experts for QF 30 (2 rounds) 1 more again per round' in card
+    assert osp.isfile(tmp_path / 'experiments' / 'tiny_qf30_plus1_plus1' / 'models' / 'net_g_latest.pth')
     second = load_options(str(tmp_path / 'experiments' / 'tiny_options' / 'tiny_qf30_plus1_plus1.yml'))
     assert second['path']['pretrain_network_g'].endswith(osp.join('tiny_qf30_plus1', 'models', 'net_g_latest.pth'))
     train_zoo.main(list(map(str, argv)))  # finished trainings are reused, not trained again
