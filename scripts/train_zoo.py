@@ -32,6 +32,7 @@ import carn_da.compat  # noqa: F401
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import platform
@@ -197,14 +198,38 @@ def size_to_minutes(args):
         'step_seconds']
 
 
-def bsd68_psnr(args, net):
-    """{QF: mean PSNR} of a network (None: the JPEGs) on the first ``--score-images`` BSD68 images."""
+def score_set(args):
+    """(EvalSet of the first ``--score-images`` BSD68 images, the name the cards and ``carn-da models`` give it)."""
     test_set = EvalSet('BSD68', osp.join(args.data, 'BSD68'))
+    total = len(test_set.gts)
     test_set.gts, test_set.stems = test_set.gts[:args.score_images], test_set.stems[:args.score_images]
+    scored = len(test_set.gts)
+    return test_set, 'BSD68' if scored == total else f'BSD68 (first {scored} of {total} images)'
+
+
+def bsd68_psnr(args, net):
+    """{QF: mean PSNR} of a network (None: the JPEGs) on :func:`score_set`."""
     nets = [] if net is None else [('model', net.to(choose_device('auto')))]
-    results, _ = evaluate(nets, {'BSD68': test_set}, SCORE_QUALITIES)
+    results, _ = evaluate(nets, {'BSD68': score_set(args)[0]}, SCORE_QUALITIES)
     label = 'JPEG' if net is None else 'model'
     return {str(qf): round(mean_scores(rows)['psnr'], 2) for qf, rows in results[label]['BSD68'].items()}
+
+
+def cached_psnr(args, network_g, state_dict):
+    """(:func:`bsd68_psnr` of the network ``network_g`` holding ``state_dict``, whether it was cached): scores are kept
+    in scores.json beside the option files, keyed by a hash of the weights, the network and the images scored, so
+    that shipping an unchanged model again (the blind one, when only experts changed) does not score it again."""
+    scored = [network_g, osp.abspath(args.data), args.score_images]
+    digest = hashlib.sha256(json.dumps(scored, sort_keys=True).encode('utf-8'))
+    for key, value in sorted(state_dict.items()):
+        digest.update(key.encode('utf-8') + value.detach().cpu().numpy().tobytes())
+    path, key = osp.join(options_dir(args), 'scores.json'), digest.hexdigest()
+    cache = read_json(path)
+    if key in cache:
+        return cache[key], True
+    cache[key] = bsd68_psnr(args, network_with(network_g, state_dict))
+    write_atomic(path, json.dumps(cache, indent=1).encode('utf-8'))
+    return cache[key], False
 
 
 def network_with(network_g, state_dict):
@@ -225,7 +250,7 @@ def card(args, title, what, trained, scores, jpeg):
             f'- Command: `{args.command}`\n'
             f'- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()}, {machine}, '
             f'torch {torch.__version__}\n- Use: weights only; licence of this project (Apache-2.0).\n\n'
-            f'PSNR (dB) on the first {args.score_images} BSD68 images, JPEGs made with OpenCV:\n\n'
+            f'PSNR (dB) on {score_set(args)[1]}, JPEGs made with OpenCV:\n\n'
             f'| QF | JPEG | this model |\n|---:|---:|---:|\n{rows}\n')
 
 
@@ -234,10 +259,12 @@ def ship_scored(args, name, network_g, state_dict, what, trained, jpeg, roles):
     the scores are those of the weights shipped)."""
     if args.half:
         state_dict = {key: value.half() if value.is_floating_point() else value for key, value in state_dict.items()}
-    scores = bsd68_psnr(args, network_with(network_g, state_dict))
+    scores, cached = cached_psnr(args, network_g, state_dict)
     text = card(args, name, what, trained, scores, jpeg)
-    ship(args.ship, name, state_dict, network_g, text, what, {'BSD68': scores}, roles)
-    print(f'shipped {name}: BSD68 PSNR ' + ', '.join(f'QF {qf} {jpeg[qf]:.2f} -> {scores[qf]:.2f}' for qf in scores))
+    test_name = score_set(args)[1]
+    ship(args.ship, name, state_dict, network_g, text, what, {test_name: scores}, roles)
+    print(f'shipped {name}: {test_name} PSNR{" (cached)" if cached else ""} ' +
+          ', '.join(f'QF {qf} {jpeg[qf]:.2f} -> {scores[qf]:.2f}' for qf in scores))
 
 
 def blind_text(opt, note=''):

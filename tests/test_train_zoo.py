@@ -42,15 +42,17 @@ def test_the_zoo_is_trained_scored_shipped_and_then_the_default(tmp_path, monkey
     assert roles == {'default': 'carn-da-gray', 'adapt_source': 'carn-da-gray-blind'}
     assert set(models) == {'carn-da-gray', 'carn-da-gray-blind'}
     routed = json.loads((weights / 'models.json').read_text())['models']['carn-da-gray']
-    assert sorted(routed['scores']['BSD68'], key=int) == [str(q) for q in train_zoo.SCORE_QUALITIES]
+    scores = routed['scores']['BSD68 (first 1 of 2 images)']
+    assert sorted(scores, key=int) == [str(q) for q in train_zoo.SCORE_QUALITIES]
     card = (weights / 'carn-da-gray.md').read_text()
     assert 'an expert per JPEG quality 30' in card and '--blind-iters 2' in card and '| 90 |' in card
     assert 'the experts for QF 30 (2 rounds) 1 more again per round' in card
     assert osp.isfile(tmp_path / 'experiments' / 'tiny_qf30_plus1_plus1' / 'models' / 'net_g_latest.pth')
     second = load_options(str(tmp_path / 'experiments' / 'tiny_options' / 'tiny_qf30_plus1_plus1.yml'))
     assert second['path']['pretrain_network_g'].endswith(osp.join('tiny_qf30_plus1', 'models', 'net_g_latest.pth'))
-    train_zoo.main(list(map(str, argv)))  # finished trainings are reused, not trained again
-    assert capsys.readouterr().out.count('reusing') == 4
+    train_zoo.main(list(map(str, argv)))  # finished trainings are reused, not trained again, nor scored again
+    out = capsys.readouterr().out
+    assert out.count('reusing') == 4 and out.count('PSNR (cached)') == 2
 
     monkeypatch.setenv('CARN_DA_MODELS', str(weights))
     photos = tmp_path / 'photos'
@@ -62,7 +64,9 @@ def test_the_zoo_is_trained_scored_shipped_and_then_the_default(tmp_path, monkey
     assert code == 0, err
     assert 'qf30.png: QF 30 (pixels, grid offset 0,0) -> QF 30' in err and 'qf60.png: QF 60' in err
     assert '-> fallback' in err
-    assert cli.main(['models']) == 0 and 'carn-da-gray-blind (adapt source)' in capsys.readouterr().out
+    assert cli.main(['models']) == 0
+    listed = capsys.readouterr().out
+    assert 'carn-da-gray-blind (adapt source)' in listed and 'BSD68 (first 1 of 2 images) PSNR: QF 10' in listed
 
 
 def test_a_zoo_sized_to_minutes_keeps_its_plan_and_ships_float16_weights(tmp_path, capsys):
