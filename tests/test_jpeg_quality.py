@@ -4,6 +4,7 @@ import cv2
 import io
 import numpy as np
 import pytest
+import warnings
 from conftest import SHARED_DATASETS, textured_image
 from os import path as osp
 from PIL import Image, UnidentifiedImageError
@@ -239,6 +240,16 @@ def test_real_color_photos_via_the_luma_plane(name):
     for quality in (10, 30, 70):
         result = read_jpeg_quality(jpeg_encode(bgr, quality))
         assert result == QualityReading(quality, (0, 0), 'header', quality, quality, None)
+
+
+def test_a_crop_of_saturated_colours_with_one_step_coefficients_reads_without_a_warning():
+    """The colour wheel at QF 15, cropped: its few unclipped blocks hold coefficients of at most one quantisation step,
+    which fit every earlier table; the search for an earlier compression found an empty histogram there and warned
+    (a mean of an empty slice)."""
+    crop = jpeg_compress(skimage_photo('colorwheel'), 15)[7:, 1:]
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert reading(read_jpeg_quality(png_bytes(crop))) == (15, (7, 1), 'pixels')
 
 
 def test_pixel_quality_of_any_decoded_image_small_ones_included():

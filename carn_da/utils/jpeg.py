@@ -265,7 +265,9 @@ def _earlier_quality(coefs, quality, qualities):
     """
     last = IJG_TABLES[quality - 1]
     steps = np.rint(coefs[:, 1:] / last[1:]).astype(np.int64)  # m per block and AC frequency
-    reach = max(int(np.abs(steps).max()), 1)
+    reach = int(np.abs(steps).max(initial=0))
+    if reach < 2:  # every m is 0 or +-1, which fit every step: no evidence (a flat or a heavily clipped image)
+        return None
     values = np.arange(-reach, reach + 1)
     hist = np.bincount((steps + reach + (2 * reach + 1) * np.arange(63)).ravel(), minlength=63 * (2 * reach + 1))
     hist = hist.reshape(63, 2 * reach + 1)
