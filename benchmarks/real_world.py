@@ -214,7 +214,11 @@ def restore_case(restorer, case, reading):
     once per case."""
     img, _ = decode(case.data)
     router = restorer.net
-    routes = {'routed': router.route(reading.quality), 'oracle': router.route(case.quality), 'blind': router.fallback}
+    routes = {
+        'routed': router.route(reading.quality, reading.no_grid),
+        'oracle': router.route(case.quality),  # None: a resized image, which has no grid
+        'blind': router.fallback
+    }
     outputs = {route: restorer(img, case.data, router.expert(route)) for route in set(routes.values())}
     return {'JPEG': scores(img, case), **{label: scores(outputs[route], case) for label, route in routes.items()}}
 

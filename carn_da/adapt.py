@@ -42,7 +42,8 @@ files), to the adapted one if within 2 of your JPEGs', and passes unchanged othe
 neither model is made for: the report names the qualities each serves), so that nothing is lost at the source
 quality. Without ``--source-lq`` (or when its quality is unknown: an LMDB, PNGs of never-compressed images) the
 source model is the routed model's fallback: images at your JPEGs' qualities go to the adapted model, every other
-known quality to the source model, which keeps a blind source's range; an image of unknown quality (resized, never
+known quality, and an image of unknown quality that may still be a JPEG (too few textured blocks to tell), to the
+source model, which keeps a blind source's range; an image whose pixels show no JPEG grid (resized, never
 compressed) passes unchanged, as ``carn-da route`` makes it (blind models restore resized JPEGs below the JPEG
 itself: docs/RESULTS.md).
 
@@ -307,7 +308,7 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
     experts = (f'the source model for QF {source_qfs} and the adapted one for QF {target_qfs} (each within 2); '
                'images of any other or an unknown quality pass unchanged: no blind model is in the set'
                if source_qfs else f'the adapted model for QF {target_qfs} (within 2), the source model for every other '
-               'quality; images of unknown quality pass unchanged')
+               'quality; images whose pixels show no JPEG grid pass unchanged')
     if routed.get('base'):
         experts = (f'the adapted model for QF {target_qfs} (within 2), the shipped model {routed["base"]} (its experts '
                    'and blind fallback) for every other quality and as it routes images of unknown quality')

@@ -84,7 +84,8 @@ def test_a_png_of_a_colour_jpeg_leaves_out_clipped_pixels():
     assert reading(read_jpeg_quality(png_bytes(crop))) == (20, (3, 5), 'pixels')
     saturated = jpeg_compress(saturated_color(20), 20)[3:, 5:]
     assert estimate_grid_and_quality(to_gray(saturated)).quality == 99
-    assert not read_jpeg_quality(png_bytes(saturated)).known
+    result = read_jpeg_quality(png_bytes(saturated))
+    assert not result.known and not result.no_grid and 'too few textured blocks' in result.reason
 
 
 def test_crops_at_all_64_offsets():
@@ -124,12 +125,23 @@ def test_resized_and_never_compressed_images_are_unknown():
         for interpolation in (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC):
             resized = cv2.resize(decoded, None, fx=0.75, fy=0.75, interpolation=interpolation)
             result = estimate_grid_and_quality(resized)
-            assert reading(result) == UNKNOWN and 'no JPEG grid' in result.reason
-    for never in (img, np.full((64, 64), 128, np.uint8), img[:16, :16], img[:8, :9]):
+            assert reading(result) == UNKNOWN and 'no JPEG grid' in result.reason and result.no_grid
+    # a flat or small image is unknown too, but for want of textured blocks: it may be a JPEG (no_grid False)
+    for never, no_grid in ((img, True), (np.full((64, 64), 128,
+                                                 np.uint8), False), (img[:16, :16], False), (img[:8, :9], False)):
         result = estimate_grid_and_quality(never)
         assert reading(result) == UNKNOWN and result.pixel_quality is None and result.reason
+        assert result.no_grid == no_grid, result.reason
     assert estimate_quality(img) == 100  # what the estimator alone says
     assert reading(read_jpeg_quality(png_bytes(img))) == UNKNOWN
+
+
+def test_a_grid_whose_blocks_fit_no_ijg_table_is_unknown_but_may_be_a_jpeg():
+    """Another encoder's table (flat steps, DC 24 and AC 7): the DC lattice shows the grid, no IJG table fits."""
+    buffer = io.BytesIO()
+    Image.fromarray(textured_image(np.random.default_rng(4), 128, 160)).save(buffer, 'JPEG', qtables=[[24] + [7] * 63])
+    result = estimate_grid_and_quality(decode(buffer.getvalue(), cv2.IMREAD_GRAYSCALE))
+    assert reading(result) == UNKNOWN and 'fit no IJG table' in result.reason and not result.no_grid
 
 
 def test_a_jpeg_resaved_finer_reports_the_disagreement_and_uses_the_coarser_pixels():

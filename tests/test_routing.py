@@ -97,9 +97,10 @@ def test_a_fallback_expert_takes_every_quality_no_expert_is_made_for():
     assert routed.route(None) is None and [routed.describe(k)
                                            for k in (0, 1, None)] == ['QF 30', 'fallback', 'unchanged']
     assert QualityRoutedCARN([expert, fallback], unknown='fallback').route(None) == 1  # a blind model for unknown
+    assert routed.route(None, no_grid=False) == 1  # unknown, but perhaps a JPEG: the blind model
     # without a fallback, an image of unknown quality or far from every expert passes unchanged
     alone = QualityRoutedCARN([expert], reach=0)
-    assert [alone.route(q) for q in (10, 30, 31, None)] == [None, 0, None, None]
+    assert [alone.route(q) for q in (10, 30, 31, None)] == [None, 0, None, None] and alone.route(None, False) is None
     x = torch.rand(2, 1, 16, 16)
     assert torch.equal(alone(x), x)
     for experts in ([fallback], [dict(expert, fallback=True)], [fallback, fallback]):
@@ -113,7 +114,8 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
     """Experts for QF 10 and QF 70/90 and a fallback: a colour JPEG goes where its gray twin goes, a crop off the grid
     where the whole photo goes, a re-saved JPEG to the expert of its earlier, coarser quality; a resized JPEG and a
     QF no expert is made for to the fallback; a resized JPEG (unknown quality) passes unchanged, or with --unknown
-    fallback goes to the fallback; the report says why."""
+    fallback goes to the fallback; an image of unknown quality that may be a JPEG (a crop of saturated colours, too
+    clipped to read) goes to the fallback; the report says why."""
     fallback = save_model(tmp_path, seed=9)
     code, out = route(capsys, '--expert', '10', *experts['10'][::-1], '--expert', '70,90', *experts['70,90'][::-1],
                       '--fallback', *fallback[::-1], '--out', tmp_path / 'routed')
@@ -137,6 +139,9 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
         cv2.imencode('.png', cv2.resize(jpeg_compress(gray, 10), (84, 72), interpolation=cv2.INTER_AREA))[1].tobytes(),
         'qf40.jpg':
         jpeg_encode(gray, 40),
+        'saturated.png':
+        cv2.imencode('.png',
+                     jpeg_compress(np.stack([gray, 255 - gray, np.zeros_like(gray)], axis=2), 20)[3:, 5:])[1].tobytes(),
     }
     for name, data in files.items():
         (pile / name).write_bytes(data)
@@ -153,6 +158,7 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
         'resaved.jpg': ('10', 'pixels', '0,0', 'QF 10'),
         'resized.png': ('', '', '', 'unchanged'),
         'qf40.jpg': ('40', 'header', '0,0', 'fallback'),
+        'saturated.png': ('', '', '', 'fallback'),
     }
     assert {
         name: tuple(row[k] for k in ('quality', 'source', 'grid_offset', 'restored_by'))
@@ -160,6 +166,7 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
     } == expected
     assert rows['resaved.jpg']['header_quality'] == '90' and 'earlier, coarser' in rows['resaved.jpg']['note']
     assert 'no JPEG grid' in rows['resized.png']['note'] and all(row['status'] == 'restored' for row in rows.values())
+    assert 'too few textured blocks' in rows['saturated.png']['note']
     assert f'{pile / "crop70.png"}: QF 70 (pixels, grid offset 3,5) -> QF 70,90' in stderr
     # the colour JPEG's luma is restored by the expert its gray twin goes to
     resized = cv2.imdecode(np.frombuffer(files['resized.png'], np.uint8), cv2.IMREAD_GRAYSCALE)

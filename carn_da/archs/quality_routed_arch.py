@@ -24,10 +24,12 @@ class QualityRoutedCARN(nn.Module):
             trusted with it.
         reach (int): How far (in QF) from its qualities an expert still serves an image. Default: 2 (readings are
             exact for libjpeg's tables; a file's header and its pixels may differ by a tie of the IJG tables).
-        unknown (str): Where an image of unknown quality goes (no JPEG grid in its pixels: resized, rotated, never
-            compressed; see ``estimate_grid_and_quality``): ``unchanged`` (default: on resized BSD68, Set12 and
-            Classic5 JPEGs both a blind RDN and DnCNN-3 score below the JPEG itself, docs/RESULTS.md) or
-            ``fallback`` (for a fallback measured to help such images).
+        unknown (str): Where an image whose pixels show no JPEG grid goes (resized, rotated, never compressed; see
+            ``QualityReading.no_grid``): ``unchanged`` (default: on resized BSD68, Set12 and Classic5 JPEGs both a
+            blind RDN and DnCNN-3 score below the JPEG itself, docs/RESULTS.md) or ``fallback`` (for a fallback
+            measured to help such images). An image of unknown quality that may well be a JPEG (too few textured
+            blocks to find a grid, as in a small or colour-saturated crop, or a grid whose blocks fit no IJG table)
+            goes to the fallback, or passes unchanged without one.
 
     The state dict is the experts' (``experts.<k>.<name>``); ``carn-da route`` (carn_da/route.py) writes one from
     the experts' checkpoints. On a tensor, the quality is read from each image's pixels (its luma, recomputed from
@@ -70,10 +72,11 @@ class QualityRoutedCARN(nn.Module):
             readings.append(estimate_grid_and_quality(luma))
         return readings
 
-    def route(self, quality):
-        """Index of the expert for an image of JPEG ``quality`` (None: unknown); None when it passes unchanged."""
+    def route(self, quality, no_grid=True):
+        """Index of the expert for an image of JPEG ``quality`` (None: unknown; then ``no_grid``: its pixels show no
+        JPEG grid, ``QualityReading.no_grid``); None when it passes unchanged."""
         if quality is None:
-            return self.fallback if self.unknown == 'fallback' else None
+            return self.fallback if self.unknown == 'fallback' or not no_grid else None
         distance = {
             k: min(abs(quality - q) for q in qualities)
             for k, qualities in enumerate(self.qualities) if qualities
@@ -93,10 +96,11 @@ class QualityRoutedCARN(nn.Module):
 
     def select(self, x):
         """The expert for the single image ``x`` (1, C, H, W)."""
-        return self.expert(self.route(self.read(x)[0].quality))
+        reading = self.read(x)[0]
+        return self.expert(self.route(reading.quality, reading.no_grid))
 
     def forward(self, x):
-        routes = [self.route(reading.quality) for reading in self.read(x)]
+        routes = [self.route(reading.quality, reading.no_grid) for reading in self.read(x)]
         out = None
         for route in set(routes):
             chosen = torch.tensor([r == route for r in routes], device=x.device)
