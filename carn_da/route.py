@@ -91,7 +91,7 @@ def run(args):
     others = f'{args.fallback[1]}' if args.fallback else 'unchanged (no --fallback)'
     routes = ', '.join(f'QF {",".join(map(str, q))} -> {path}' for q, _, path in args.expert)
     unknown = others if args.unknown == 'fallback' else 'unchanged'
-    print(f'wrote {options} and {checkpoint}: {routes}; other images -> {others}; images of unknown quality -> '
+    print(f'wrote {options} and {checkpoint}: {routes}; other images -> {others}; images with no JPEG grid -> '
           f'{unknown}')
     return 0
 

@@ -89,8 +89,9 @@ def parse_args(argv=None):
         '--unknown',
         choices=['unchanged', 'fallback'],
         default='unchanged',
-        help='Where the routed model sends an image of unknown quality (QualityRoutedCARN). Default: unchanged; '
-        'fallback once the blind model is measured above the JPEG on resized images (benchmarks/real_world.py).')
+        help='Where the routed model sends an image whose pixels show no JPEG grid (QualityRoutedCARN). Default: '
+        'unchanged (the shipped medium blind model restores resized JPEGs 0.22 dB above the JPEG on average but up to '
+        '4 dB below it when they were QF 90, docs/RESULTS.md).')
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--patch', type=int, default=48)
     parser.add_argument('--workers', type=int, default=0, help='Data loading processes of each training.')
@@ -340,7 +341,8 @@ def ship_all(args, blind, blind_opt, experts):
     unknown = 'the blind model too' if args.unknown == 'fallback' else 'unchanged'
     what = (f'Routed (the default model): an expert per JPEG quality {", ".join(map(str, args.qualities))} (each '
             f'the blind model fine-tuned on that quality alone), chosen per image from the quality read from it; '
-            f'the blind model {args.name}-blind for any other quality; an image of unknown quality: {unknown}.')
+            f'the blind model {args.name}-blind for any other quality; an image whose pixels show no JPEG grid '
+            f'(resized, never compressed): {unknown}.')
     trained += (f'; each expert {args.expert_iters} more iterations of batch {args.batch} of {args.patch}x{args.patch} '
                 f'crops from {args.expert_lr:g}')
     if args.longer:

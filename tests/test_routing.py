@@ -119,7 +119,7 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
     fallback = save_model(tmp_path, seed=9)
     code, out = route(capsys, '--expert', '10', *experts['10'][::-1], '--expert', '70,90', *experts['70,90'][::-1],
                       '--fallback', *fallback[::-1], '--out', tmp_path / 'routed')
-    assert code == 0 and f'other images -> {fallback[0]}; images of unknown quality -> unchanged' in out.out
+    assert code == 0 and f'other images -> {fallback[0]}; images with no JPEG grid -> unchanged' in out.out
     rng = np.random.default_rng(7)
     gray = textured_image(rng, 96, 112)
     color = np.stack([gray * 0.5 + 60, gray[::-1] * 0.4 + 80, (255 - gray) * 0.4 + 50], axis=2).astype(np.uint8)
@@ -173,7 +173,7 @@ def test_restore_routes_each_file_on_what_it_holds_and_reports_it(tmp_path, expe
     assert np.array_equal(cv2.imread(str(tmp_path / 'out' / 'resized.png'), cv2.IMREAD_GRAYSCALE), resized)
     code, out = route(capsys, '--expert', '10', *experts['10'][::-1], '--fallback', *fallback[::-1], '--unknown',
                       'fallback', '--out', tmp_path / 'routed_unknown')
-    assert code == 0 and f'images of unknown quality -> {fallback[0]}' in out.out
+    assert code == 0 and f'images with no JPEG grid -> {fallback[0]}' in out.out
     code, _, stderr = restore(capsys, pile / 'resized.png', '-o', tmp_path / 'out_unknown', '--model',
                               tmp_path / 'routed_unknown' / 'net_g.pth', '--opt',
                               tmp_path / 'routed_unknown' / 'routed.yml')
