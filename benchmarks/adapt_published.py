@@ -58,6 +58,7 @@ STUDY = {
     'expert_lr1e-4': ('expert, lr 1e-4', 'expert', 8, 1e-4, None, 0),
     'expert_lr1e-4_ema': ('expert, lr 1e-4, EMA of the weights (decay 0.99)', 'expert', 8, 1e-4, None, 0.99),
     'expert_lr5e-5_batch16': ('expert, lr 5e-5, batch 16', 'expert', 16, 5e-5, None, 0),
+    'expert_lr1e-4_ema0.999': ('expert, lr 1e-4, EMA of the weights (decay 0.999)', 'expert', 8, 1e-4, None, 0.999),
 }
 
 # the flags of ``carn-da adapt`` the protocols adapt DnCNN-3 with: the best recipe of the study
