@@ -127,8 +127,8 @@ def test_resized_and_never_compressed_images_are_unknown():
             result = estimate_grid_and_quality(resized)
             assert reading(result) == UNKNOWN and 'no JPEG grid' in result.reason and result.no_grid
     # a flat or small image is unknown too, but for want of textured blocks: it may be a JPEG (no_grid False)
-    for never, no_grid in ((img, True), (np.full((64, 64), 128,
-                                                 np.uint8), False), (img[:16, :16], False), (img[:8, :9], False)):
+    flat = np.full((64, 64), 128, np.uint8)
+    for never, no_grid in ((img, True), (flat, False), (img[:16, :16], False), (img[:8, :9], False)):
         result = estimate_grid_and_quality(never)
         assert reading(result) == UNKNOWN and result.pixel_quality is None and result.reason
         assert result.no_grid == no_grid, result.reason
