@@ -45,6 +45,7 @@ from datetime import datetime, timezone
 from os import path as osp
 
 from carn_da import recipes
+from carn_da.data.image_pairs import images_by_stem
 from carn_da.runs import latest_generator, step_seconds, train_unless_done
 from carn_da.utils.checkpoint import load_state_dict, routed_state
 from carn_da.utils.device import choose_device
@@ -200,18 +201,23 @@ def size_to_minutes(args):
 
 
 def score_set(args):
-    """(EvalSet of the first ``--score-images`` BSD68 images, the name the cards and ``carn-da models`` give it)."""
+    """The EvalSet of the first ``--score-images`` BSD68 images."""
     test_set = EvalSet('BSD68', osp.join(args.data, 'BSD68'))
-    total = len(test_set.gts)
     test_set.gts, test_set.stems = test_set.gts[:args.score_images], test_set.stems[:args.score_images]
-    scored = len(test_set.gts)
-    return test_set, 'BSD68' if scored == total else f'BSD68 (first {scored} of {total} images)'
+    return test_set
+
+
+def score_set_name(args):
+    """The name the cards and ``carn-da models`` give :func:`score_set` (its files counted, not read)."""
+    total = len(images_by_stem(osp.join(args.data, 'BSD68')))
+    scored = min(args.score_images, total)
+    return 'BSD68' if scored == total else f'BSD68 (first {scored} of {total} images)'
 
 
 def bsd68_psnr(args, net):
     """{QF: mean PSNR} of a network (None: the JPEGs) on :func:`score_set`."""
     nets = [] if net is None else [('model', net.to(choose_device('auto')))]
-    results, _ = evaluate(nets, {'BSD68': score_set(args)[0]}, SCORE_QUALITIES)
+    results, _ = evaluate(nets, {'BSD68': score_set(args)}, SCORE_QUALITIES)
     label = 'JPEG' if net is None else 'model'
     return {str(qf): round(mean_scores(rows)['psnr'], 2) for qf, rows in results[label]['BSD68'].items()}
 
@@ -240,7 +246,7 @@ def network_with(network_g, state_dict):
     return net.eval()
 
 
-def card(args, title, what, trained, scores, jpeg):
+def card(args, title, what, trained, scores, jpeg, test_name):
     """The Markdown model card of a shipped model."""
     machine = torch.cuda.get_device_name() if torch.cuda.is_available() else f'{os.cpu_count()} CPU cores'
     rows = '\n'.join(f'| {qf} | {jpeg[qf]:.2f} | {scores[qf]:.2f} |' for qf in scores)
@@ -251,7 +257,7 @@ def card(args, title, what, trained, scores, jpeg):
             f'- Command: `{args.command}`\n'
             f'- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()}, {machine}, '
             f'torch {torch.__version__}\n- Use: weights only; licence of this project (Apache-2.0).\n\n'
-            f'PSNR (dB) on {score_set(args)[1]}, JPEGs made with OpenCV:\n\n'
+            f'PSNR (dB) on {test_name}, JPEGs made with OpenCV:\n\n'
             f'| QF | JPEG | this model |\n|---:|---:|---:|\n{rows}\n')
 
 
@@ -261,8 +267,8 @@ def ship_scored(args, name, network_g, state_dict, what, trained, jpeg, roles):
     if args.half:
         state_dict = {key: value.half() if value.is_floating_point() else value for key, value in state_dict.items()}
     scores, cached = cached_psnr(args, network_g, state_dict)
-    text = card(args, name, what, trained, scores, jpeg)
-    test_name = score_set(args)[1]
+    test_name = score_set_name(args)
+    text = card(args, name, what, trained, scores, jpeg, test_name)
     ship(args.ship, name, state_dict, network_g, text, what, {test_name: scores}, roles)
     print(f'shipped {name}: {test_name} PSNR{" (cached)" if cached else ""} ' +
           ', '.join(f'QF {qf} {jpeg[qf]:.2f} -> {scores[qf]:.2f}' for qf in scores))
