@@ -443,13 +443,13 @@ def _pixel_reading(img, qualities):
             return QualityReading(
                 earlier, offset, 'pixels', pixel_quality=earlier, last_quality=quality, reason=reason), totals
     numbers = f'(grid z {z:.1f}, best table {totals.max() / blocks:.2f} nats per block)'
+    no_grid = False
     if z >= _GRID_MIN_Z:
         reason = f'an 8x8 grid at offset {((8 - top) % 8, (8 - left) % 8)} whose blocks fit no IJG table {numbers}'
     elif windows < _GRID_MIN_WINDOWS:
         reason = f'too few textured blocks to find a JPEG grid ({windows} usable) {numbers}'
     else:
-        reason = f'no JPEG grid in the pixels (never compressed, resized, rotated?) {numbers}'
-    no_grid = z < _GRID_MIN_Z and windows >= _GRID_MIN_WINDOWS
+        reason, no_grid = f'no JPEG grid in the pixels (never compressed, resized, rotated?) {numbers}', True
     return QualityReading(None, None, None, reason=reason, no_grid=no_grid), totals
 
 
