@@ -215,7 +215,7 @@ def restore_case(restorer, case, reading):
     img, _ = decode(case.data)
     router = restorer.net
     routes = {
-        'routed': router.route(reading.quality, reading.no_grid),
+        'routed': router.route_reading(reading),
         'oracle': router.route(case.quality),  # None: a resized image, which has no grid
         'blind': router.fallback
     }

@@ -15,7 +15,7 @@ from carn_da.archs.quality_routed_arch import QualityRoutedCARN
 from carn_da.utils.checkpoint import load_model
 from carn_da.utils.inference import infer
 from carn_da.utils.inference import restore as restore_array
-from carn_da.utils.jpeg import jpeg_compress, jpeg_encode
+from carn_da.utils.jpeg import QualityReading, jpeg_compress, jpeg_encode
 
 
 def as_input(img):
@@ -98,6 +98,10 @@ def test_a_fallback_expert_takes_every_quality_no_expert_is_made_for():
                                            for k in (0, 1, None)] == ['QF 30', 'fallback', 'unchanged']
     assert QualityRoutedCARN([expert, fallback], unknown='fallback').route(None) == 1  # a blind model for unknown
     assert routed.route(None, no_grid=False) == 1  # unknown, but perhaps a JPEG: the blind model
+    readings = (QualityReading(30, (0, 0),
+                               'pixels'), QualityReading(None, None, None,
+                                                         no_grid=True), QualityReading(None, None, None, no_grid=False))
+    assert [routed.route_reading(reading) for reading in readings] == [0, None, 1]
     # without a fallback, an image of unknown quality or far from every expert passes unchanged
     alone = QualityRoutedCARN([expert], reach=0)
     assert [alone.route(q) for q in (10, 30, 31, None)] == [None, 0, None, None] and alone.route(None, False) is None

@@ -84,6 +84,10 @@ class QualityRoutedCARN(nn.Module):
         nearest = min(distance, key=distance.get)
         return nearest if distance[nearest] <= self.reach else self.fallback
 
+    def route_reading(self, reading):
+        """:meth:`route` of a ``QualityReading`` (its quality and whether its pixels show no JPEG grid)."""
+        return self.route(reading.quality, reading.no_grid)
+
     def expert(self, route):
         """The module of a ``route``: an expert, or the identity (None: the image passes unchanged)."""
         return nn.Identity() if route is None else self.experts[route]
@@ -97,10 +101,10 @@ class QualityRoutedCARN(nn.Module):
     def select(self, x):
         """The expert for the single image ``x`` (1, C, H, W)."""
         reading = self.read(x)[0]
-        return self.expert(self.route(reading.quality, reading.no_grid))
+        return self.expert(self.route_reading(reading))
 
     def forward(self, x):
-        routes = [self.route(reading.quality, reading.no_grid) for reading in self.read(x)]
+        routes = [self.route_reading(reading) for reading in self.read(x)]
         out = None
         for route in set(routes):
             chosen = torch.tensor([r == route for r in routes], device=x.device)

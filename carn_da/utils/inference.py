@@ -119,7 +119,7 @@ class Restorer:
         quality ('QF 30', 'fallback' or 'unchanged'), or the network itself."""
         if not self.routes:
             return self.net, type(self.net).__name__
-        route = self.net.route(reading.quality, reading.no_grid)
+        route = self.net.route_reading(reading)
         return self.net.expert(route), self.net.describe(route)
 
     def run(self, x, net=None):
