@@ -42,10 +42,10 @@ files), to the adapted one if within 2 of your JPEGs', and passes unchanged othe
 neither model is made for: the report names the qualities each serves), so that nothing is lost at the source
 quality. Without ``--source-lq`` (or when its quality is unknown: an LMDB, PNGs of never-compressed images) the
 source model is the routed model's fallback: images at your JPEGs' qualities go to the adapted model, every other
-known quality, and an image of unknown quality that may still be a JPEG (too few textured blocks to tell), to the
-source model, which keeps a blind source's range; an image whose pixels show no JPEG grid (resized, never
-compressed) passes unchanged, as ``carn-da route`` makes it (blind models restore resized JPEGs below the JPEG
-itself: docs/RESULTS.md).
+known quality, and an image of unknown quality that is or may still be a JPEG (the blocking of a resized JPEG, too
+few textured blocks to tell), to the source model, which keeps a blind source's range; an image whose pixels show no
+JPEG grid at all (never compressed, or resized from a high quality) passes unchanged, as ``carn-da route`` makes it
+(blind models restore resized JPEGs of high quality below the JPEG itself: docs/RESULTS.md).
 
 Before anything is built, the source JPEGs (when given) must pair with the ground truths by relative path without
 extension (LMDBs: by their ``meta_info.txt`` keys), whatever the recipe. The report gives the JPEG quality histograms
@@ -308,7 +308,7 @@ def report(args, command, opt_path, histograms, results, accuracy, num_measured,
     experts = (f'the source model for QF {source_qfs} and the adapted one for QF {target_qfs} (each within 2); '
                'images of any other or an unknown quality pass unchanged: no blind model is in the set'
                if source_qfs else f'the adapted model for QF {target_qfs} (within 2), the source model for every other '
-               'quality; images whose pixels show no JPEG grid pass unchanged')
+               'quality and resized JPEGs whose blocking shows; images whose pixels show no JPEG grid pass unchanged')
     if routed.get('base'):
         experts = (f'the adapted model for QF {target_qfs} (within 2), the shipped model {routed["base"]} (its experts '
                    'and blind fallback) for every other quality and as it routes images of unknown quality')

@@ -21,11 +21,11 @@ applied, so outputs look as viewers show the inputs.
 A routed model (``carn-da route``, ``carn-da adapt``) sends each image to the expert for the JPEG quality that shaped
 its artifacts, read from the file (``read_jpeg_quality``: a JPEG's header checked against its luma plane, the coarser
 quality winning when they disagree; the 64 grid offsets searched, so crops off the grid read right); an image of
-a quality no expert is made for, or of unknown quality that may still be a JPEG (too few textured blocks to tell,
-another encoder's tables), goes to the routed model's fallback, or passes unchanged if it has none; an image whose
-pixels show no JPEG grid (resized, never compressed) passes unchanged unless the routed model sends it to the
-fallback (``carn-da route --unknown fallback``). Each image's reading and expert are printed; ``--report`` writes them
-(and every image's status) as CSV.
+a quality no expert is made for, or of unknown quality that is or may still be a JPEG (the blocking of a resized
+JPEG, too few textured blocks to tell, another encoder's tables), goes to the routed model's fallback, or passes
+unchanged if it has none; an image whose pixels show no JPEG grid at all (never compressed, or resized from a high
+quality) passes unchanged unless the routed model sends it to the fallback (``carn-da route --unknown fallback``).
+Each image's reading and expert are printed; ``--report`` writes them (and every image's status) as CSV.
 
 Outputs: OUTDIR/<relative folder>/<stem>.png (``--ext``), mirroring a folder INPUT; OUTDIR must differ from a
 folder INPUT. Existing outputs are skipped unless ``--overwrite`` (stdin's output must not exist without it). Each

@@ -10,10 +10,11 @@ option file (for ``network_g``) and its checkpoint. Writes ``--out``/``routed.ym
 and whose ``network_g`` BasicSR test options can use, like any other model: each image goes to the expert with the
 quality nearest to the one read from it, if within 2 QF; an image of a quality no expert is made for goes to
 ``--fallback`` (a blind model), or passes unchanged without one: an expert made for another quality is never trusted
-with it; nor is one of unknown quality that may still be a JPEG (too few textured blocks to find its grid, another
-encoder's tables): the fallback takes it. An image whose pixels show no JPEG grid (resized, never compressed) passes
-unchanged, or goes to the fallback with ``--unknown fallback`` (measured: blind models restore resized JPEGs below
-the JPEG itself, docs/RESULTS.md).
+with it; nor is one of unknown quality that is or may still be a JPEG (the blocking of a resized JPEG, too few
+textured blocks to find its grid, another encoder's tables): the fallback takes it. An image whose pixels show no
+JPEG grid at all (never compressed, or resized from a high quality) passes unchanged, or goes to the fallback with
+``--unknown fallback`` (measured: blind models restore resized JPEGs of high quality below the JPEG itself,
+docs/RESULTS.md).
 Keeping the source model beside an adapted one this way, the adaptation forgets nothing at the source quality.
 """
 import carn_da.compat  # noqa: F401
@@ -58,8 +59,9 @@ def parse_args(argv=None):
         '--unknown',
         choices=['unchanged', 'fallback'],
         default='unchanged',
-        help='Where an image whose pixels show no JPEG grid (resized, never compressed) goes. Default: unchanged '
-        '(blind models measured below the JPEG on resized JPEGs, docs/RESULTS.md); fallback needs --fallback.')
+        help='Where an image whose pixels show no JPEG grid, not even a resized one, goes (never compressed, or '
+        'resized from a high quality). Default: unchanged (blind models measured below the JPEG on resized JPEGs of '
+        'high quality, docs/RESULTS.md); fallback needs --fallback.')
     parser.add_argument('--out', required=True, help='Output folder (routed.yml, net_g.pth).')
     args = parser.parse_args(argv)
     try:

@@ -90,9 +90,9 @@ def parse_args(argv=None):
         '--unknown',
         choices=['unchanged', 'fallback'],
         default='unchanged',
-        help='Where the routed model sends an image whose pixels show no JPEG grid (QualityRoutedCARN). Default: '
-        'unchanged (the shipped medium blind model restores resized JPEGs 0.22 dB above the JPEG on average but up to '
-        '4 dB below it when they were QF 90, docs/RESULTS.md).')
+        help='Where the routed model sends an image whose pixels show no JPEG grid, not even a resized one '
+        '(QualityRoutedCARN). Default: unchanged (the shipped medium blind model restores resized JPEGs of high '
+        'quality up to 4 dB below the JPEG, docs/RESULTS.md).')
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--patch', type=int, default=48)
     parser.add_argument('--workers', type=int, default=0, help='Data loading processes of each training.')
@@ -347,8 +347,8 @@ def ship_all(args, blind, blind_opt, experts):
     unknown = 'the blind model too' if args.unknown == 'fallback' else 'unchanged'
     what = (f'Routed (the default model): an expert per JPEG quality {", ".join(map(str, args.qualities))} (each '
             f'the blind model fine-tuned on that quality alone), chosen per image from the quality read from it; '
-            f'the blind model {args.name}-blind for any other quality; an image whose pixels show no JPEG grid '
-            f'(resized, never compressed): {unknown}.')
+            f'the blind model {args.name}-blind for any other quality and for resized JPEGs whose blocking shows; an '
+            f'image whose pixels show no JPEG grid at all (never compressed, resized from a high quality): {unknown}.')
     trained += (f'; each expert {args.expert_iters} more iterations of batch {args.batch} of {args.patch}x{args.patch} '
                 f'crops from {args.expert_lr:g}')
     if args.longer:

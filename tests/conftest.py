@@ -18,6 +18,14 @@ def textured_image(rng, height, width):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def aperiodic_texture(rng, height, width):
+    """A uint8 grayscale image of smoothed noise and an edge: texture without a period (``textured_image``'s sines
+    have one, which a search for the period of resized blocking can take for it)."""
+    img = cv2.GaussianBlur(rng.normal(128, 50, (height, width)), (0, 0), 1.2)
+    img[height * 2 // 5:, width // 2:] += 40
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 def write_jpeg_dataset(root, num_images=6, size=(40, 48), qfs=(10, 70), seed=0):
     """``root/gt/*.png`` ground truths and ``root/qf<Q>/*.jpg`` OpenCV JPEGs of them, as scripts/prepare_data.py lays
     them out."""

@@ -202,8 +202,8 @@ def test_a_blind_source_needs_only_clean_source_images(data, experiment_name, tm
     assert (opt['datasets']['train']['source_quality'], opt['datasets']['train']['target_quality']) == ('target',
                                                                                                         'file')
     assert 'target_opt' not in opt['train'] and 'target_self_supervision' not in opt['datasets']['train']
-    assert ('the adapted model for QF 30, 50, 70, 90 (within 2), the source model for every other quality; images '
-            'whose pixels show no JPEG grid pass unchanged') in report
+    assert ('the adapted model for QF 30, 50, 70, 90 (within 2), the source model for every other quality and '
+            'resized JPEGs whose blocking shows; images whose pixels show no JPEG grid pass unchanged') in report
     summary = json.loads((out / 'report.json').read_text())
     assert summary['routed']['experts'] == [None, list(PILE_QFS)] and 'source' not in summary['qf_histograms']
     router, _ = load_model(summary['routed']['checkpoint'], summary['routed']['options'])

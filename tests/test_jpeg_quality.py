@@ -5,14 +5,14 @@ import io
 import numpy as np
 import pytest
 import warnings
-from conftest import SHARED_DATASETS, textured_image
+from conftest import SHARED_DATASETS, aperiodic_texture, textured_image
 from os import path as osp
 from PIL import Image, UnidentifiedImageError
 
 from carn_da.utils.images import decode_ycbcr
 from carn_da.utils.jpeg import (QualityReading, decode_luma, estimate_grid_and_quality, estimate_quality,
                                 ijg_luminance_table, jpeg_compress, jpeg_encode, read_jpeg_quality, read_pixel_quality,
-                                read_quality, to_gray)
+                                read_quality, resized_blocking, to_gray)
 
 UNKNOWN = (None, None, None)
 
@@ -125,15 +125,35 @@ def test_resized_and_never_compressed_images_are_unknown():
         for interpolation in (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC):
             resized = cv2.resize(decoded, None, fx=0.75, fy=0.75, interpolation=interpolation)
             result = estimate_grid_and_quality(resized)
-            assert reading(result) == UNKNOWN and 'no JPEG grid' in result.reason and result.no_grid
+            assert reading(result) == UNKNOWN
+            if quality == 10:  # its blocking, 6 pixels apart once resized, shows: a JPEG, of unknown quality
+                assert not result.no_grid and result.resized_by == 0.75, result.reason
+                assert 'blocking of a JPEG resized by about 0.75' in result.reason
+            else:  # too faint to tell from texture at this size
+                assert result.no_grid and result.resized_by is None and 'no JPEG grid' in result.reason
     # a flat or small image is unknown too, but for want of textured blocks: it may be a JPEG (no_grid False)
     flat = np.full((64, 64), 128, np.uint8)
     for never, no_grid in ((img, True), (flat, False), (img[:16, :16], False), (img[:8, :9], False)):
         result = estimate_grid_and_quality(never)
         assert reading(result) == UNKNOWN and result.pixel_quality is None and result.reason
-        assert result.no_grid == no_grid, result.reason
+        assert result.no_grid == no_grid and result.resized_by is None, result.reason
     assert estimate_quality(img) == 100  # what the estimator alone says
     assert reading(read_jpeg_quality(png_bytes(img))) == UNKNOWN
+
+
+def test_the_factor_of_a_resized_jpeg_is_found_from_its_blocking():
+    """The period of the blocking along each axis gives the factor; never-compressed images resized alike show none,
+    nor do images too small or flat to tell."""
+    img = aperiodic_texture(np.random.default_rng(5), 256, 320)
+    for factor in (0.5, 0.6, 0.8, 0.9):
+        for interpolation in (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC):
+            found, strength = resized_blocking(
+                cv2.resize(jpeg_compress(img, 10), None, fx=factor, fy=factor, interpolation=interpolation))
+            assert found == pytest.approx(factor, abs=0.005) and strength >= 3.65
+            never, strength = resized_blocking(cv2.resize(img, None, fx=factor, fy=factor, interpolation=interpolation))
+            assert never is None and strength < 3.65
+    assert resized_blocking(np.full((64, 64), 90, np.uint8)) == (None, 0.)
+    assert resized_blocking(img[:31]) == (None, 0.)
 
 
 def test_a_grid_whose_blocks_fit_no_ijg_table_is_unknown_but_may_be_a_jpeg():

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import textured_image
+from conftest import aperiodic_texture, textured_image
 from os import path as osp
 from test_restore import run as restore
 from test_restore import save_model
@@ -102,6 +102,11 @@ def test_a_fallback_expert_takes_every_quality_no_expert_is_made_for():
                                'pixels'), QualityReading(None, None, None,
                                                          no_grid=True), QualityReading(None, None, None, no_grid=False))
     assert [routed.route_reading(reading) for reading in readings] == [0, None, 1]
+    # resized: a QF-10 JPEG's blocking still shows (the blind model), a QF-90 one's does not (unchanged)
+    img = aperiodic_texture(np.random.default_rng(5), 256, 320)
+    for quality, route in ((10, 1), (90, None)):
+        resized = cv2.resize(jpeg_compress(img, quality), None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
+        assert routed.route_reading(routed.read(as_input(resized))[0]) == route
     # without a fallback, an image of unknown quality or far from every expert passes unchanged
     alone = QualityRoutedCARN([expert], reach=0)
     assert [alone.route(q) for q in (10, 30, 31, None)] == [None, 0, None, None] and alone.route(None, False) is None

@@ -24,12 +24,13 @@ class QualityRoutedCARN(nn.Module):
             trusted with it.
         reach (int): How far (in QF) from its qualities an expert still serves an image. Default: 2 (readings are
             exact for libjpeg's tables; a file's header and its pixels may differ by a tie of the IJG tables).
-        unknown (str): Where an image whose pixels show no JPEG grid goes (resized, rotated, never compressed; see
-            ``QualityReading.no_grid``): ``unchanged`` (default: on resized BSD68, Set12 and Classic5 JPEGs both a
-            blind RDN and DnCNN-3 score below the JPEG itself, docs/RESULTS.md) or ``fallback`` (for a fallback
-            measured to help such images). An image of unknown quality that may well be a JPEG (too few textured
-            blocks to find a grid, as in a small or colour-saturated crop, or a grid whose blocks fit no IJG table)
-            goes to the fallback, or passes unchanged without one.
+        unknown (str): Where an image whose pixels show no JPEG grid goes, neither an 8x8 one nor the blocking of a
+            resized JPEG (never compressed, rotated, or resized from a quality high enough to leave no trace; see
+            ``QualityReading.no_grid``): ``unchanged`` (default: blind models restore resized JPEGs of high quality
+            below the JPEG itself, docs/RESULTS.md) or ``fallback`` (for a fallback measured to help such images). An
+            image of unknown quality that is or may well be a JPEG (the blocking of a resized JPEG shows; too few
+            textured blocks to find a grid, as in a small or colour-saturated crop; a grid whose blocks fit no IJG
+            table) goes to the fallback, or passes unchanged without one.
 
     The state dict is the experts' (``experts.<k>.<name>``); ``carn-da route`` (carn_da/route.py) writes one from
     the experts' checkpoints. On a tensor, the quality is read from each image's pixels (its luma, recomputed from
