@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 import torch
+from collections import namedtuple
 from datetime import datetime, timezone
 from os import path as osp
 
@@ -42,6 +43,8 @@ from carn_da import recipes
 from carn_da.import_model import imported_once
 from carn_da.runs import experiment_dir, train_unless_done
 from carn_da.utils.checkpoint import load_model
+from carn_da.utils.device import choose_device
+from carn_da.utils.errors import UserError
 from carn_da.utils.files import read_json, write_atomic
 from carn_da.utils.inference import restore
 from carn_da.utils.jpeg import estimate_quality, jpeg_compress, jpeg_encode
@@ -50,15 +53,26 @@ from carn_da.utils.scores import METRIC_NAMES, METRICS, image_scores, markdown_t
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED = osp.join(REPO, os.pardir, 'shared')
 JPEG, SOURCE = 'JPEG', 'DnCNN-3'
-# recipe name -> (what it is, recipe function, batch, learning rate, self-supervision weight, EMA decay)
+# a recipe of the study: what it is, its recipe function, batch, learning rate, self-supervision weight, EMA decay
+# (0: none) and the share of the run over which the learning rate rises linearly from 0 (0: none)
+Recipe = namedtuple('Recipe', 'what kind batch lr weight ema warmup', defaults=(0, ))
 STUDY = {
-    'expert_selfsup_lr1e-4': ('expert + self-supervision (the study winner), lr 1e-4', 'recommended', 4, 1e-4, 1., 0),
-    'expert_selfsup_lr2e-5': ('expert + self-supervision, lr 2e-5', 'recommended', 4, 2e-5, 1., 0),
-    'expert_lr2e-5': ('expert: source crops at the pile QF only, lr 2e-5', 'expert', 8, 2e-5, None, 0),
-    'expert_lr1e-4': ('expert, lr 1e-4', 'expert', 8, 1e-4, None, 0),
-    'expert_lr1e-4_ema': ('expert, lr 1e-4, EMA of the weights (decay 0.99)', 'expert', 8, 1e-4, None, 0.99),
-    'expert_lr5e-5_batch16': ('expert, lr 5e-5, batch 16', 'expert', 16, 5e-5, None, 0),
-    'expert_lr1e-4_ema0.999': ('expert, lr 1e-4, EMA of the weights (decay 0.999)', 'expert', 8, 1e-4, None, 0.999),
+    'expert_selfsup_lr1e-4':
+    Recipe('expert + self-supervision (the study winner), lr 1e-4', 'recommended', 4, 1e-4, 1., 0),
+    'expert_selfsup_lr2e-5':
+    Recipe('expert + self-supervision, lr 2e-5', 'recommended', 4, 2e-5, 1., 0),
+    'expert_lr2e-5':
+    Recipe('expert: source crops at the pile QF only, lr 2e-5', 'expert', 8, 2e-5, None, 0),
+    'expert_lr1e-4':
+    Recipe('expert, lr 1e-4', 'expert', 8, 1e-4, None, 0),
+    'expert_lr1e-4_ema':
+    Recipe('expert, lr 1e-4, EMA of the weights (decay 0.99)', 'expert', 8, 1e-4, None, 0.99),
+    'expert_lr5e-5_batch16':
+    Recipe('expert, lr 5e-5, batch 16', 'expert', 16, 5e-5, None, 0),
+    'expert_lr1e-4_ema0.999':
+    Recipe('expert, lr 1e-4, EMA of the weights (decay 0.999)', 'expert', 8, 1e-4, None, 0.999),
+    'expert_lr1e-4_warmup':
+    Recipe('expert, lr 1e-4 reached linearly over the first third', 'expert', 8, 1e-4, None, 0, 1 / 3),
 }
 
 # the flags of ``carn-da adapt`` the protocols adapt DnCNN-3 with: the best recipe of the study
@@ -87,7 +101,17 @@ def parse_args():
     parser.add_argument('--data', default=osp.join(SHARED, 'datasets'))
     parser.add_argument('--out', default=osp.join(REPO, 'results', 'adapt_published'))
     parser.add_argument('--prefix', default='pub', help='Prefix of the experiment names. Default: pub.')
-    return parser.parse_args()
+    parser.add_argument(
+        '--device',
+        choices=['cpu', 'cuda', 'auto'],
+        default='cpu',
+        help='Where adaptations train (auto: CUDA if present); models are scored on the CPU. Default: cpu.')
+    args = parser.parse_args()
+    try:
+        args.device = choose_device(args.device)
+    except UserError as error:
+        parser.error(str(error))
+    return args
 
 
 def source_model(args):
@@ -127,7 +151,7 @@ def make_pile(args, name, gts, qualities):
 
 def study_options(args, recipe, pile, checkpoint, network_g):
     """The options of one recipe of ``STUDY`` adapting DnCNN-3 (``checkpoint``) to the pile folder ``pile``."""
-    _, kind, batch, lr, weight, ema = STUDY[recipe]
+    kind, batch, lr, weight, ema, warmup = STUDY[recipe][1:]
     source = osp.join(args.data, 'Train400')
     enlarge = max(1, math.ceil(args.iters * batch / len(glob.glob(osp.join(source, '*.png')))))
     pairs = recipes.jpeg_pairs(f'Train400_to_{osp.basename(pile)}', source, None, args.patch, batch, enlarge=enlarge)
@@ -135,10 +159,13 @@ def study_options(args, recipe, pile, checkpoint, network_g):
     log = recipes.logger(max(1, args.iters // 20), max(1, args.iters // args.checkpoints), tb_logger=False)
     name = f'{args.prefix}_{recipe}_{osp.basename(pile)}_{args.iters}'
     train = dict(recipes.schedule(args.iters, lr), **({'ema_decay': ema} if ema else {}))
+    if warmup:  # Adam's first steps move every weight by about lr, noise for a model at its optimum
+        train['warmup_iter'] = max(1, round(warmup * args.iters))
     common = (name, network_g, train_set, train, log, checkpoint)
+    num_gpu = int(args.device.type == 'cuda')
     if kind == 'expert':
-        return recipes.quality_expert(*common, target_quality='file', num_gpu=0)
-    opt = recipes.recommended_da(*common, target_quality='file', num_gpu=0)
+        return recipes.quality_expert(*common, target_quality='file', num_gpu=num_gpu)
+    opt = recipes.recommended_da(*common, target_quality='file', num_gpu=num_gpu)
     return recipes.with_self_supervision(opt, weight)
 
 
@@ -188,7 +215,7 @@ def study(args, source):
         latest = osp.join(experiment_dir(opt['name'], REPO), 'models', 'net_g_latest.pth')
         rows[recipe] = scores(latest, options, pile, gts)
         details[recipe] = {
-            'what': STUDY[recipe][0],
+            'what': STUDY[recipe].what,
             'train_seconds': wall,
             'curve': {
                 0: start_curve,
@@ -207,7 +234,7 @@ def adapt_pile(args, source, name, pile, *extra):
         command = [
             sys.executable, '-m', 'carn_da.adapt', '--model', source[0], '--opt', source[1], '--source-gt',
             osp.join(args.data, 'Train400'), '--target', pile, '--name', name, '--out', out, '--iters',
-            str(args.iters), '--eval-images', '1', '--device', 'cpu', *ADAPTATION, *extra
+            str(args.iters), '--eval-images', '1', '--device', args.device.type, *ADAPTATION, *extra
         ]
         start = time.time()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
