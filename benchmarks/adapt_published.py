@@ -159,7 +159,7 @@ def study_options(args, recipe, pile, checkpoint, network_g):
     log = recipes.logger(max(1, args.iters // 20), max(1, args.iters // args.checkpoints), tb_logger=False)
     name = f'{args.prefix}_{recipe}_{osp.basename(pile)}_{args.iters}'
     train = dict(recipes.schedule(args.iters, lr), **({'ema_decay': ema} if ema else {}))
-    if warmup:  # Adam's first steps move every weight by about lr, noise for a model at its optimum
+    if warmup:  # tried against the early dip of fine-tuning; it does not remove it (docs/RESULTS.md)
         train['warmup_iter'] = max(1, round(warmup * args.iters))
     common = (name, network_g, train_set, train, log, checkpoint)
     num_gpu = int(args.device.type == 'cuda')
