@@ -13,7 +13,6 @@ import carn_da.compat  # noqa: F401
 
 import argparse
 import cv2
-import glob
 import numpy as np
 import os
 import platform
@@ -23,7 +22,9 @@ import sys
 from datetime import datetime, timezone
 from os import path as osp
 
+from carn_da.data.image_pairs import list_images
 from carn_da.utils import jpeg
+from carn_da.utils.evaluation import read_gray
 from carn_da.utils.jpeg import jpeg_compress, resized_blocking
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -42,10 +43,10 @@ def parse_args():
 
 
 def gray_images(folder, limit):
-    paths = sorted(p for p in glob.glob(osp.join(folder, '*')) if p.lower().endswith(('.png', '.bmp')))[:limit]
+    paths = list_images(folder)[:limit]
     if not paths:
         sys.exit(f'No images in {folder}.')
-    return [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in paths]
+    return [read_gray(path) for path in paths]
 
 
 def tiles(images):

@@ -98,10 +98,9 @@ def test_a_fallback_expert_takes_every_quality_no_expert_is_made_for():
                                            for k in (0, 1, None)] == ['QF 30', 'fallback', 'unchanged']
     assert QualityRoutedCARN([expert, fallback], unknown='fallback').route(None) == 1  # a blind model for unknown
     assert routed.route(None, no_grid=False) == 1  # unknown, but perhaps a JPEG: the blind model
-    readings = (QualityReading(30, (0, 0),
-                               'pixels'), QualityReading(None, None, None,
-                                                         no_grid=True), QualityReading(None, None, None, no_grid=False))
-    assert [routed.route_reading(reading) for reading in readings] == [0, None, 1]
+    known = QualityReading(30, (0, 0), 'pixels')
+    no_grid, perhaps_jpeg = (QualityReading(None, None, None, no_grid=flag) for flag in (True, False))
+    assert [routed.route_reading(reading) for reading in (known, no_grid, perhaps_jpeg)] == [0, None, 1]
     # resized: a QF-10 JPEG's blocking still shows (the blind model), a QF-90 one's does not (unchanged)
     img = aperiodic_texture(np.random.default_rng(5), 256, 320)
     for quality, route in ((10, 1), (90, None)):
