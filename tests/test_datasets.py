@@ -366,6 +366,27 @@ def test_degradations_resave_resize_or_leave_clean_as_configured(tmp_path):
     assert too_small[0]['lq'].shape == (1, 64, 64)  # 48x64 would not fit the patch: left at full size
 
 
+def test_resized_jpegs_take_their_quality_from_resize_jpeg_range(tmp_path):
+    write_pairs(tmp_path, ['a'], h=96, w=128)
+    gt = textured_image(np.random.default_rng(3), 96, 128)
+    cv2.imwrite(str(tmp_path / 'gt' / 'a.png'), gt)
+    opt = paired_opt(tmp_path, 'val', dataroot_lq=None, jpeg_range=[10, 10], resize_range=[0.5, 0.5], gt_size=48)
+    ways = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
+    resized_at = {q: [cv2.resize(jpeg_compress(gt, q), (64, 48), interpolation=way) for way in ways] for q in (10, 90)}
+    random.seed(2)
+    always = JPEGPairedDataset(dict(opt, resize_prob=1, resave_prob=1, resize_jpeg_range=[90, 90]))
+    for _ in range(4):
+        lq = as_uint8(always[0]['lq'])
+        assert any(np.array_equal(lq, r) for r in resized_at[90])  # from the ground truth at 90, not re-saved
+        assert not any(np.array_equal(lq, r) for r in resized_at[10])
+    sometimes = JPEGPairedDataset(dict(opt, resize_prob=0.5, resize_jpeg_range=[90, 90]))
+    shapes = {as_uint8(sometimes[0]['lq']).shape for _ in range(16)}
+    assert shapes == {(48, 64), (96, 128)}
+    for _ in range(16):
+        lq = as_uint8(sometimes[0]['lq'])
+        assert np.array_equal(lq, jpeg_compress(gt, 10)) or any(np.array_equal(lq, r) for r in resized_at[90])
+
+
 @pytest.mark.parametrize('options, message', [
     ({
         'resize_prob': 1.5
@@ -377,6 +398,17 @@ def test_degradations_resave_resize_or_leave_clean_as_configured(tmp_path):
     ({
         'resize_range': [0.5, 2]
     }, 'resize_range must be'),
+    ({
+        'resize_jpeg_range': [80, 95]
+    }, 'resize_jpeg_range .* needs resize_prob'),
+    ({
+        'resize_prob': 0.2,
+        'resize_jpeg_range': [95, 80]
+    }, 'resize_jpeg_range: min 95 is above max 80'),
+    ({
+        'resize_prob': 0.2,
+        'resize_jpeg_range': 90
+    }, r'resize_jpeg_range must be \[min, max\]'),
 ])
 def test_bad_degradations_raise_naming_the_key(tmp_path, options, message):
     write_pairs(tmp_path, ['a'])

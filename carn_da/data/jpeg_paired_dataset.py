@@ -7,7 +7,7 @@ from torch.utils import data as data
 from carn_da.data.image_pairs import (BadImageError, augment, check_color, check_patch_fits, check_root,
                                       check_same_size, choose_subset, image_paths, make_file_client, paired_crop,
                                       paired_paths, read_image, size_error, size_reader, to_tensor)
-from carn_da.utils.jpeg import check_quality, jpeg_compress
+from carn_da.utils.jpeg import jpeg_compress, quality_range
 
 
 @DATASET_REGISTRY.register()
@@ -34,6 +34,9 @@ class JPEGPairedDataset(data.Dataset):
                 factor drawn from ``resize_range`` (default ``[0.5, 0.9]``) with area, bilinear or bicubic
                 interpolation (a resized photo: its blocks no longer on an 8x8 grid). Kept only where the result
                 still fits ``gt_size``. Default: 0.
+            resize_jpeg_range (list[int]): With ``resize_prob``, the qualities ``[min, max]`` of the JPEGs that are
+                resized, instead of ``jpeg_range`` (photos are mostly saved at QF 75 or more before anyone resizes
+                them; a re-save is then dropped). Default: None (``jpeg_range``).
             clean_prob (float): With ``jpeg_range``, the share of images left uncompressed (LQ = GT): a blind model
                 that sees them learns to leave a clean image alone. Default: 0.
             dataroot_lqs (list[str]): Instead of ``dataroot_lq``, several LQ roots of the same ground truth, pooled
@@ -111,15 +114,10 @@ class JPEGPairedDataset(data.Dataset):
         jpeg_range = opt.get('jpeg_range')
         if jpeg_range is None:
             return None
-        if not isinstance(jpeg_range, (list, tuple)) or len(jpeg_range) != 2:
-            raise ValueError(f'jpeg_range must be [min, max] JPEG qualities, got {jpeg_range!r}.')
-        for quality in jpeg_range:
-            check_quality(quality)
-        if jpeg_range[0] > jpeg_range[1]:
-            raise ValueError(f'jpeg_range: min {jpeg_range[0]} is above max {jpeg_range[1]}.')
+        jpeg_range = quality_range(jpeg_range, 'jpeg_range')
         if opt.get('dataroot_lq') is not None or opt.get('dataroot_lqs') is not None:
             raise ValueError('jpeg_range compresses the ground truth on the fly: remove dataroot_lq / dataroot_lqs.')
-        return tuple(jpeg_range)
+        return jpeg_range
 
     def check_degradations(self, opt):
         """{'resave_prob', 'resize_prob', 'clean_prob', 'resize_range'} of the options; ValueError naming a key that
@@ -133,7 +131,11 @@ class JPEGPairedDataset(data.Dataset):
         scales = opt.get('resize_range', [0.5, 0.9])
         if not (isinstance(scales, (list, tuple)) and len(scales) == 2 and 0 < scales[0] <= scales[1] <= 1):
             raise ValueError(f'resize_range must be [min, max] scales with 0 < min <= max <= 1, got {scales!r}.')
-        return dict(found, resize_range=tuple(scales))
+        qualities = opt.get('resize_jpeg_range')
+        if qualities is not None and not found['resize_prob']:
+            raise ValueError('resize_jpeg_range sets the qualities of resized JPEGs: it needs resize_prob > 0.')
+        qualities = None if qualities is None else quality_range(qualities, 'resize_jpeg_range')
+        return dict(found, resize_range=tuple(scales), resize_jpeg_range=qualities)
 
     def synthesize(self, img_gt, quality):
         """(LQ, GT) made from a ground truth: JPEG at ``quality`` (or a random one), then, with their
@@ -148,6 +150,8 @@ class JPEGPairedDataset(data.Dataset):
             scale = random.uniform(*chance['resize_range'])
             size = tuple(round(side * scale) for side in img_gt.shape[1::-1])
             if min(size) >= self.gt_size:
+                if chance['resize_jpeg_range']:  # drawn here, so that without it the draws are those of before
+                    img_lq = jpeg_compress(img_gt, random.randint(*chance['resize_jpeg_range']))
                 interpolation = random.choice([cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC])
                 img_lq, img_gt = (
                     cv2.resize(img, size, interpolation=interpolation).reshape(size[::-1] + img.shape[2:])

@@ -14,6 +14,17 @@ def check_quality(quality):
         raise ValueError(f'JPEG quality must be an int in 1..100, got {quality!r}.')
 
 
+def quality_range(value, key):
+    """The option ``key``'s ``value``, [min, max] JPEG qualities, as a tuple; ValueError naming ``key`` otherwise."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f'{key} must be [min, max] JPEG qualities, got {value!r}.')
+    for quality in value:
+        check_quality(quality)
+    if value[0] > value[1]:
+        raise ValueError(f'{key}: min {value[0]} is above max {value[1]}.')
+    return tuple(value)
+
+
 def to_gray(img):
     """Convert a uint8 gray, BGR or BGRA image (as read with ``cv2.IMREAD_UNCHANGED``) to uint8 HxW luma.
 
