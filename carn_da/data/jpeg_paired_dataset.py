@@ -120,8 +120,8 @@ class JPEGPairedDataset(data.Dataset):
         return jpeg_range
 
     def check_degradations(self, opt):
-        """{'resave_prob', 'resize_prob', 'clean_prob', 'resize_range'} of the options; ValueError naming a key that
-        is out of range or given without ``jpeg_range``."""
+        """{'resave_prob', 'resize_prob', 'clean_prob', 'resize_range', 'resize_jpeg_range'} of the options;
+        ValueError naming a key that is out of range or given without what it needs."""
         found = {key: opt.get(key, 0) for key in ('resave_prob', 'resize_prob', 'clean_prob')}
         for key, value in found.items():
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
