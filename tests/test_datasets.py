@@ -380,10 +380,9 @@ def test_resized_jpegs_take_their_quality_from_resize_jpeg_range(tmp_path):
         assert any(np.array_equal(lq, r) for r in resized_at[90])  # from the ground truth at 90, not re-saved
         assert not any(np.array_equal(lq, r) for r in resized_at[10])
     sometimes = JPEGPairedDataset(dict(opt, resize_prob=0.5, resize_jpeg_range=[90, 90]))
-    shapes = {as_uint8(sometimes[0]['lq']).shape for _ in range(16)}
-    assert shapes == {(48, 64), (96, 128)}
-    for _ in range(16):
-        lq = as_uint8(sometimes[0]['lq'])
+    lqs = [as_uint8(sometimes[0]['lq']) for _ in range(16)]
+    assert {lq.shape for lq in lqs} == {(48, 64), (96, 128)}
+    for lq in lqs:
         assert np.array_equal(lq, jpeg_compress(gt, 10)) or any(np.array_equal(lq, r) for r in resized_at[90])
 
 
