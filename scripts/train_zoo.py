@@ -10,14 +10,21 @@
         --blind-minutes 3 --expert-minutes 3 --half              # on a GPU: iterations sized to minutes of it
     python scripts/train_zoo.py --size medium --blind experiments/zoo_blind --prefix zoo_cpu --half
                                                                  # experts from a blind model trained elsewhere
+    python scripts/train_zoo.py --size medium --prefix zoo_ft --blind-start carn_da/weights/carn-da-gray-blind.pth \
+        --blind-iters 2000 --blind-lr 5e-5 --resize-prob 0.5 --resize-qualities 50 100 --experts-from \
+        carn_da/weights/carn-da-gray.pth carn_da/weights/carn-da-gray.yml --unknown fallback --half
+                                                                 # the shipped blind model fine-tuned, shipped
+                                                                 # beside the shipped experts
 
 From Train400 (random crops at any offset, flips and rotations; JPEGs made on the fly with OpenCV):
 1. a **blind** model for QF ``--blind-range``, which also sees images saved twice, resized after compression and
    never compressed (``--resave-prob``, ``--resize-prob``, ``--clean-prob``): the model for images whose quality
-   cannot be read (the routed model's fallback) and the source of ``carn-da adapt``;
-2. an **expert** per QF of ``--qualities``, each fine-tuned from the blind model on JPEGs of that quality alone;
+   cannot be read (the routed model's fallback) and the source of ``carn-da adapt``; ``--blind-start`` fine-tunes
+   it from given weights, ``--resize-qualities`` sets the qualities of the JPEGs it sees resized;
+2. an **expert** per QF of ``--qualities``, each fine-tuned from the blind model on JPEGs of that quality alone (or
+   taken from an earlier routed model, ``--experts-from``);
 3. the **routed** model (QualityRoutedCARN): each image to the expert of the quality read from it (within 2), every
-   other image to the blind model.
+   other image to the blind model (unknown ones: ``--unknown``).
 Each training is BasicSR's (``carn_da/train.py``) under ``--root``/experiments/zoo_*; a killed run resumes from its
 last saved state when the script is run again, and finished trainings are reused. ``--blind-minutes`` and
 ``--expert-minutes`` size the iterations to a time budget from the step time measured on this machine (once: the
@@ -47,12 +54,13 @@ from os import path as osp
 from carn_da import recipes
 from carn_da.data.image_pairs import images_by_stem
 from carn_da.runs import latest_generator, step_seconds, train_unless_done
-from carn_da.utils.checkpoint import load_state_dict, routed_state
+from carn_da.utils.checkpoint import expert_state, load_state_dict, routed_state
 from carn_da.utils.device import choose_device
+from carn_da.utils.errors import UserError
 from carn_da.utils.evaluation import EvalSet, evaluate
 from carn_da.utils.files import load_options, read_json, write_atomic
 from carn_da.utils.scores import mean_scores
-from carn_da.utils.zoo import PACKAGE_FOLDER, ship
+from carn_da.utils.zoo import PACKAGE_FOLDER, sha256_of, ship
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SCORE_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -87,6 +95,13 @@ def parse_args(argv=None):
     parser.add_argument('--resize-prob', type=float, default=recipes.REAL_WORLD['resize_prob'])
     parser.add_argument('--clean-prob', type=float, default=recipes.REAL_WORLD['clean_prob'])
     parser.add_argument(
+        '--resize-qualities',
+        type=int,
+        nargs=2,
+        metavar=('MIN', 'MAX'),
+        help='JPEG qualities of the crops resized after compression (JPEGPairedDataset resize_jpeg_range). '
+        'Default: those of --blind-range.')
+    parser.add_argument(
         '--unknown',
         choices=['unchanged', 'fallback'],
         default='unchanged',
@@ -116,12 +131,31 @@ def parse_args(argv=None):
         metavar='EXPERIMENT',
         help='Start the experts from the blind model of this finished training (experiments/NAME, e.g. trained on a '
         'GPU with --train-only) instead of training one; its card describes it from its recorded options.')
-    parser.add_argument('--blind-note', default='', help='Where and how the --blind model was trained, for its card.')
+    parser.add_argument(
+        '--blind-start',
+        metavar='CHECKPOINT',
+        help='Fine-tune the blind model from these weights (e.g. the shipped carn-da-gray-blind.pth) instead of '
+        'training it from scratch.')
+    parser.add_argument(
+        '--blind-note',
+        default='',
+        help='Where and how the --blind model (or --blind-start) was trained, for its card.')
+    parser.add_argument(
+        '--experts-from',
+        nargs=2,
+        metavar=('CHECKPOINT', 'OPTIONS'),
+        help='Take the experts of --qualities from this routed model (e.g. the shipped carn-da-gray, read before '
+        'anything is shipped) instead of training them: a new blind model beside the experts made before.')
+    parser.add_argument('--experts-note', default='', help='How the --experts-from experts were trained, for the card.')
     parser.add_argument('--score-images', type=int, default=68, help='BSD68 images scored for the model cards.')
     args = parser.parse_args(argv)
     args.command = shlex.join(['python', 'scripts/train_zoo.py', *(sys.argv[1:] if argv is None else argv)])
     if error := recipes.unknown_size(args.backbone, args.size):
         parser.error(error)
+    if args.blind and args.blind_start:
+        parser.error('--blind (an earlier training) and --blind-start (weights to fine-tune) exclude each other')
+    if args.experts_from and args.longer:
+        parser.error('--longer trains experts further: not with --experts-from')
     if extra := sorted(set(args.longer) - set(args.qualities)):
         parser.error(f'--longer {" ".join(map(str, extra))}: not among the experts of --qualities')
     for key in ('workers', 'jobs', 'blind_minutes', 'expert_minutes'):
@@ -278,8 +312,11 @@ def blind_text(opt, note=''):
     """(what, trained) of the blind model's card, from the options ``opt`` of its training."""
     data, train = opt['datasets']['train'], opt['train']
     low, high = data['jpeg_range']
+    resized = f'{data.get("resize_prob", 0):.0%}'
+    if data.get('resize_jpeg_range'):
+        resized += ', JPEGs of QF {}-{}'.format(*data['resize_jpeg_range'])
     what = (f'Blind: one model for JPEG quality {low}-{high}, also trained on JPEGs saved twice '
-            f'({data.get("resave_prob", 0):.0%}), resized after compression ({data.get("resize_prob", 0):.0%}) and '
+            f'({data.get("resave_prob", 0):.0%}), resized after compression ({resized}) and '
             f'clean images ({data.get("clean_prob", 0):.0%}); the source model of carn-da adapt.')
     trained = (f'{train["total_iter"]} iterations of batch {data["batch_size_per_gpu"]} of {data["gt_size"]}x'
                f'{data["gt_size"]} crops, cosine learning rate from {train["optim_g"]["lr"]:g}{note}')
@@ -289,8 +326,10 @@ def blind_text(opt, note=''):
 def train_blind(args):
     """(checkpoint, options) of the blind model trained (or reused, or resumed) here."""
     degradations = dict(resave_prob=args.resave_prob, resize_prob=args.resize_prob, clean_prob=args.clean_prob)
-    opt = model_options(args, f'{args.prefix}_blind', tuple(args.blind_range), args.blind_iters, args.blind_lr, None,
-                        degradations)
+    if args.resize_qualities:
+        degradations['resize_jpeg_range'] = list(args.resize_qualities)
+    opt = model_options(args, f'{args.prefix}_blind', tuple(args.blind_range), args.blind_iters, args.blind_lr,
+                        args.blind_start, degradations)
     return train_options(args, opt), opt
 
 
@@ -321,6 +360,28 @@ def train_experts(args, blind):
         return {**experts, **{q: job.result() for q, job in longer.items()}}
 
 
+def earlier_experts(args):
+    """{QF: state dict} of the experts for ``--qualities`` in the routed model of ``--experts-from`` (its SHA-256
+    kept for the card, as the file may be shipped over)."""
+    checkpoint, options = args.experts_from
+    try:
+        state = load_state_dict(checkpoint)[1]
+    except UserError as error:
+        raise SystemExit(f'--experts-from: {error}') from error
+    args.experts_sha256 = sha256_of(checkpoint)
+    network_g, experts = load_options(options)['network_g'], {}
+    for k, expert in enumerate(network_g.get('experts', [])):
+        if len(expert.get('qualities', [])) == 1 and expert['qualities'][0] in args.qualities:
+            if expert['network'] != recipes.network(args.backbone, args.size):
+                raise SystemExit(f'--experts-from {options}: the expert for QF {expert["qualities"][0]} is not an '
+                                 f'{args.backbone} of --size {args.size}.')
+            experts[expert['qualities'][0]] = expert_state(state, k)
+    if missing := sorted(set(args.qualities) - set(experts)):
+        raise SystemExit(f'--experts-from {options}: no expert for QF {" ".join(map(str, missing))} alone (expected '
+                         'a QualityRoutedCARN with one expert per quality of --qualities).')
+    return experts
+
+
 def train_longer(args, q, checkpoint):
     """The expert for ``q`` after its ``--longer`` rounds, each ``--longer-iters`` more iterations from the last."""
     name = f'{args.prefix}_qf{q}'
@@ -335,6 +396,8 @@ def ship_all(args, blind, blind_opt, experts):
     network_g, jpeg = recipes.network(args.backbone, args.size), bsd68_psnr(args, None)
     if args.blind:
         note = f' ({args.blind_note})' if args.blind_note else f' (an earlier training: {args.blind})'
+    elif args.blind_start:
+        note = f', fine-tuned from {args.blind_start}' + (f' ({args.blind_note})' if args.blind_note else '')
     elif args.blind_minutes or args.expert_minutes:
         note = f' (iterations sized to minutes of a measured step of {args.step_seconds:.4f} s)'
     else:
@@ -345,12 +408,17 @@ def ship_all(args, blind, blind_opt, experts):
     ship_scored(args, f'{args.name}-blind', network_g, load_state_dict(blind)[1], what, trained, jpeg, ['adapt_source'])
     routed = recipes.routed_pair([(network_g, None)] + [(network_g, [q]) for q in args.qualities], args.unknown)
     unknown = 'the blind model too' if args.unknown == 'fallback' else 'unchanged'
+    start = 'an earlier blind model' if args.experts_from else 'the blind model'
     what = (f'Routed (the default model): an expert per JPEG quality {", ".join(map(str, args.qualities))} (each '
-            f'the blind model fine-tuned on that quality alone), chosen per image from the quality read from it; '
+            f'{start} fine-tuned on that quality alone), chosen per image from the quality read from it; '
             f'the blind model {args.name}-blind for any other quality and for resized JPEGs whose blocking shows; an '
             f'image whose pixels show no JPEG grid at all (never compressed, resized from a high quality): {unknown}.')
-    trained += (f'; each expert {args.expert_iters} more iterations of batch {args.batch} of {args.patch}x{args.patch} '
-                f'crops from {args.expert_lr:g}')
+    if args.experts_from:
+        trained += (f'; the experts those of {args.experts_from[0]} (SHA-256 {args.experts_sha256[:16]}...)' +
+                    (f': {args.experts_note}' if args.experts_note else ''))
+    else:
+        trained += (f'; each expert {args.expert_iters} more iterations of batch {args.batch} of '
+                    f'{args.patch}x{args.patch} crops from {args.expert_lr:g}')
     if args.longer:
         rounds = ', '.join(f'QF {q}' + (f' ({args.longer.count(q)} rounds)' if args.longer.count(q) > 1 else '')
                            for q in sorted(set(args.longer)))
@@ -365,7 +433,7 @@ def main(argv=None):
     if args.blind_minutes or args.expert_minutes:
         size_to_minutes(args)
     blind, blind_opt = earlier_blind(args) if args.blind else train_blind(args)
-    experts = train_experts(args, blind)
+    experts = earlier_experts(args) if args.experts_from else train_experts(args, blind)
     if not args.train_only:
         ship_all(args, blind, blind_opt, experts)
 

@@ -119,3 +119,40 @@ def test_experts_start_from_the_blind_model_of_an_earlier_training(tmp_path):
         train_zoo.main(list(map(str, argv[:-1] + [1, '--size', 'cpu', '--qualities', 30, '--train-only'])))
     with pytest.raises(SystemExit, match='models/net_g_latest.pth is missing'):
         train_zoo.main(list(map(str, common + ['--blind', tmp_path / 'nowhere', '--train-only'])))
+
+
+def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_before(tmp_path):
+    write_set(tmp_path / 'data' / 'Train400', 3, 0)
+    write_set(tmp_path / 'data' / 'BSD68', 1, 1)
+    common = ['--data', tmp_path / 'data', '--root', tmp_path, '--size', 'demo', '--score-images', 1, '--batch', 2]
+    first, second = tmp_path / 'first', tmp_path / 'second'
+    train_zoo.main(
+        list(
+            map(
+                str, common +
+                ['--prefix', 'a', '--blind-iters', 2, '--expert-iters', 1, '--qualities', 30, 60, '--ship', first])))
+    argv = common + [
+        '--prefix', 'b', '--blind-iters', 2, '--blind-start', first / 'carn-da-gray-blind.pth', '--resize-qualities',
+        60, 95, '--experts-from', first / 'carn-da-gray.pth', first / 'carn-da-gray.yml', '--experts-note', 'as before',
+        '--qualities', 60, '--unknown', 'fallback', '--ship', second
+    ]
+    train_zoo.main(list(map(str, argv)))
+    assert not (tmp_path / 'experiments' / 'b_qf60').exists()  # taken, not trained
+    recorded = load_options(str(tmp_path / 'experiments' / 'b_blind' / 'b_blind.yml'))
+    assert recorded['path']['pretrain_network_g'] == str(first / 'carn-da-gray-blind.pth')
+    assert recorded['datasets']['train']['resize_jpeg_range'] == [60, 95]
+    before = torch.load(first / 'carn-da-gray.pth', weights_only=True)['params']
+    after = torch.load(second / 'carn-da-gray.pth', weights_only=True)['params']
+    blind = torch.load(second / 'carn-da-gray-blind.pth', weights_only=True)['params']
+    options = load_options(str(second / 'carn-da-gray.yml'))['network_g']
+    assert [e.get('qualities') for e in options['experts']] == [None, [60]] and options['unknown'] == 'fallback'
+    for name, value in blind.items():  # the new blind model as fallback, the QF-60 expert (2 of 3 before) kept
+        assert torch.equal(after[f'experts.0.{name}'], value)
+        assert torch.equal(after[f'experts.1.{name}'], before[f'experts.2.{name}'])
+    assert any(not torch.equal(value, before[f'experts.0.{name}']) for name, value in blind.items())
+    card = (second / 'carn-da-gray.md').read_text()
+    assert f'the experts those of {first / "carn-da-gray.pth"} (SHA-256' in card and ': as before' in card
+    assert f'fine-tuned from {first / "carn-da-gray-blind.pth"}' in card and 'the blind model too' in card
+    assert 'resized after compression (20%, JPEGs of QF 60-95)' in (second / 'carn-da-gray-blind.md').read_text()
+    with pytest.raises(SystemExit, match='no expert for QF 90 alone'):
+        train_zoo.main(list(map(str, argv[:-6] + ['--qualities', 90, '--train-only'])))

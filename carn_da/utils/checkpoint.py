@@ -117,13 +117,20 @@ def load_model(checkpoint, options, device='cpu'):
     return net, channels
 
 
-def routed_state(checkpoints):
-    """The state dict of a QualityRoutedCARN (``recipes.routed_pair``) whose experts are ``checkpoints``, in order."""
+def routed_state(experts):
+    """The state dict of a QualityRoutedCARN (``recipes.routed_pair``) whose experts are ``experts`` (checkpoint
+    files or state dicts), in order."""
     return {
         f'experts.{k}.{name}': value
-        for k, checkpoint in enumerate(checkpoints)
-        for name, value in load_state_dict(checkpoint)[1].items()
+        for k, expert in enumerate(experts)
+        for name, value in (expert if isinstance(expert, dict) else load_state_dict(expert)[1]).items()
     }
+
+
+def expert_state(state, k):
+    """The state dict of expert ``k`` of a QualityRoutedCARN's ``state`` (the inverse of :func:`routed_state`)."""
+    prefix = f'experts.{k}.'
+    return {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
 
 
 def shifted_experts(state, by):
