@@ -9,7 +9,10 @@ every file made with OpenCV (libjpeg) as a user's software would:
 - ``crop``: a decoded gray JPEG at QF 10-90 cropped at a grid offset (dy, dx) and saved as PNG (every offset in
   turn, ``--offsets`` per image and QF); ``colour crop``: the same of a colour JPEG, one offset per photo and QF;
 - ``resaved``: a gray JPEG at QF a re-saved as a JPEG at QF b (``RESAVES``): the coarser quantisation shaped it;
-- ``resized``: a decoded gray JPEG resized by 0.5-0.9 (area, linear or cubic), saved as PNG: no quality to find.
+- ``resized``: a decoded gray JPEG resized by 0.5-0.9 (area, linear or cubic), saved as PNG: no quality to find;
+- ``original``: the original itself as PNG, gray or colour: what restoring does to an image not compressed here
+  (BSD68's originals and some of the colour photos were JPEGs once, so their readings have no truth to check and
+  are left out of the readings' table; the input's PSNR is infinite).
 
 Reading: ``read_jpeg_quality`` of each file's bytes, as ``carn-da restore`` reads it; exact when its quality has the
 true one's luminance table (and, where the truth has one, its grid offset is the true one); ``unknown`` counted apart.
@@ -69,7 +72,7 @@ RESAVES = ((10, 30), (30, 90), (50, 90), (70, 95), (90, 30), (50, 10), (95, 50))
 SCALES = (0.5, 0.6, 0.7, 0.8, 0.9)
 RESIZERS = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
 EXPERTS = (10, 30, 50, 70, 90)
-KINDS = ('jpeg', 'colour', 'crop', 'colour crop', 'resaved', 'resized')
+KINDS = ('jpeg', 'colour', 'crop', 'colour crop', 'resaved', 'resized', 'original')
 
 
 @dataclass
@@ -83,7 +86,7 @@ class Case:
     quality: int = None
     offset: tuple = None
     restore: bool = False
-    qualities: tuple = None  # of a re-saved JPEG: (first, second)
+    qualities: tuple = None  # of a re-saved JPEG: (first, second); of a resized one: (the JPEG's before resizing, )
 
 
 def parse_args():
@@ -141,8 +144,9 @@ def gray_cases(name, gt, index, args, restore):
         size = (round(gt.shape[1] * scale), round(gt.shape[0] * scale))
         resized = cv2.resize(jpeg_compress(gt, quality), size, interpolation=resizer)
         cases.append(
-            Case('resized', name, png(resized), cv2.resize(gt, size, interpolation=resizer), None, None, restore))
-    return cases
+            Case('resized', name, png(resized), cv2.resize(gt, size, interpolation=resizer), None, None, restore,
+                 (quality, )))
+    return cases + [Case('original', name, png(gt), gt, None, None, restore)]
 
 
 def colour_cases(name, bgr, index):
@@ -153,7 +157,7 @@ def colour_cases(name, bgr, index):
         dy, dx = divmod((index * len(COLOUR_QUALITIES) + k) * 7 % 64, 8)
         decoded = jpeg_compress(bgr, quality)
         cases.append(Case('colour crop', name, png(decoded[dy:, dx:]), bgr[dy:, dx:], quality, (dy, dx), k % 3 == 0))
-    return cases
+    return cases + [Case('original', name, png(bgr), bgr, None, None, True)]
 
 
 def make_cases(args):
@@ -250,7 +254,7 @@ def reading_table(rows):
     ]
     for kind in KINDS:
         verdicts = [row['verdict'] for row in rows if row['kind'] == kind]
-        if not verdicts:
+        if not verdicts or kind == 'original':  # no truth to check
             continue
         shares = [f'{100 * verdicts.count(v) / len(verdicts):.2f} %' for v in ('exact', 'unknown', 'wrong')]
         worst = ''
