@@ -54,7 +54,7 @@ from os import path as osp
 from carn_da import recipes
 from carn_da.data.image_pairs import images_by_stem
 from carn_da.runs import latest_generator, step_seconds, train_unless_done
-from carn_da.utils.checkpoint import expert_state, load_state_dict, routed_state
+from carn_da.utils.checkpoint import expert_state, load_state_dict, network_options, routed_state
 from carn_da.utils.device import choose_device
 from carn_da.utils.errors import UserError
 from carn_da.utils.evaluation import EvalSet, evaluate
@@ -365,11 +365,10 @@ def earlier_experts(args):
     kept for the card, as the file may be shipped over)."""
     checkpoint, options = args.experts_from
     try:
-        state = load_state_dict(checkpoint)[1]
+        state, network_g = load_state_dict(checkpoint)[1], network_options(options)
     except UserError as error:
         raise SystemExit(f'--experts-from: {error}') from error
-    args.experts_sha256 = sha256_of(checkpoint)
-    network_g, experts = load_options(options)['network_g'], {}
+    args.experts_sha256, experts = sha256_of(checkpoint), {}
     for k, expert in enumerate(network_g.get('experts', [])):
         if len(expert.get('qualities', [])) == 1 and expert['qualities'][0] in args.qualities:
             if expert['network'] != recipes.network(args.backbone, args.size):

@@ -126,11 +126,10 @@ def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_
     write_set(tmp_path / 'data' / 'BSD68', 1, 1)
     common = ['--data', tmp_path / 'data', '--root', tmp_path, '--size', 'demo', '--score-images', 1, '--batch', 2]
     first, second = tmp_path / 'first', tmp_path / 'second'
-    train_zoo.main(
-        list(
-            map(
-                str, common +
-                ['--prefix', 'a', '--blind-iters', 2, '--expert-iters', 1, '--qualities', 30, 60, '--ship', first])))
+    earlier = common + [
+        '--prefix', 'a', '--blind-iters', 2, '--expert-iters', 1, '--qualities', 30, 60, '--ship', first
+    ]
+    train_zoo.main(list(map(str, earlier)))
     argv = common + [
         '--prefix', 'b', '--blind-iters', 2, '--blind-start', first / 'carn-da-gray-blind.pth', '--resize-qualities',
         60, 95, '--experts-from', first / 'carn-da-gray.pth', first / 'carn-da-gray.yml', '--experts-note', 'as before',
@@ -156,3 +155,5 @@ def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_
     assert 'resized after compression (20%, JPEGs of QF 60-95)' in (second / 'carn-da-gray-blind.md').read_text()
     with pytest.raises(SystemExit, match='no expert for QF 90 alone'):
         train_zoo.main(list(map(str, argv[:-6] + ['--qualities', 90, '--train-only'])))
+    with pytest.raises(SystemExit, match='--experts-from: Option file .*nowhere.yml does not exist'):
+        train_zoo.main(list(map(str, argv[:-9] + [first / 'nowhere.yml', '--train-only'])))
