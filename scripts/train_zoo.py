@@ -126,6 +126,16 @@ def parse_args(argv=None):
         action='store_true',
         help='Ship the weights in float16 (half the size; the networks still run in float32 when loaded).')
     parser.add_argument('--train-only', action='store_true', help='Train (or resume) the models, score and ship none.')
+    add_starting_points(parser)
+    parser.add_argument('--score-images', type=int, default=68, help='BSD68 images scored for the model cards.')
+    args = parser.parse_args(argv)
+    args.command = shlex.join(['python', 'scripts/train_zoo.py', *(sys.argv[1:] if argv is None else argv)])
+    check_args(parser, args)
+    return args
+
+
+def add_starting_points(parser):
+    """The options that start the models from earlier work instead of from scratch."""
     parser.add_argument(
         '--blind',
         metavar='EXPERIMENT',
@@ -147,9 +157,10 @@ def parse_args(argv=None):
         help='Take the experts of --qualities from this routed model (e.g. the shipped carn-da-gray, read before '
         'anything is shipped) instead of training them: a new blind model beside the experts made before.')
     parser.add_argument('--experts-note', default='', help='How the --experts-from experts were trained, for the card.')
-    parser.add_argument('--score-images', type=int, default=68, help='BSD68 images scored for the model cards.')
-    args = parser.parse_args(argv)
-    args.command = shlex.join(['python', 'scripts/train_zoo.py', *(sys.argv[1:] if argv is None else argv)])
+
+
+def check_args(parser, args):
+    """parser.error for options that do not fit together or are out of range."""
     if error := recipes.unknown_size(args.backbone, args.size):
         parser.error(error)
     if args.blind and args.blind_start:
@@ -162,7 +173,6 @@ def parse_args(argv=None):
         value = getattr(args, key)
         if value is not None and (value < 0 or value == 0 and key != 'workers'):
             parser.error(f'--{key.replace("_", "-")} {value}: expected a positive number')
-    return args
 
 
 def model_options(args, name, qualities, iters, lr, pretrain=None, degradations=None):
