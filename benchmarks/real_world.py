@@ -242,6 +242,7 @@ def evaluate(args, cases, model):
         if case.restore:
             row['scores'] = restore_case(restorer, case, reading)
             row['known'] = reading.known
+            row['route'] = restorer.net.describe(restorer.net.route_reading(reading))
         rows.append(row)
     return rows
 
@@ -285,12 +286,13 @@ def resave_table(rows):
 
 def restoration_table(rows):
     """Markdown: per kind of case, mean PSNR of the JPEG, routed, oracle and blind restorations; over the images of a
-    known reading, the largest |routed - oracle| of one image; over those of an unknown one, how many the routed model
-    restores below the blind model or the JPEG."""
+    known reading, the largest |routed - oracle| of one image; over those no expert takes (an unknown reading, or a
+    quality no expert is made for: to the fallback or unchanged), how many the routed model restores below the blind
+    model or the JPEG."""
     lines = [
         '| case | images (unknown) | PSNR-Y: JPEG | routed | oracle | blind (fallback) | PSNR-RGB: JPEG / routed | '
-        'largest \\|routed - oracle\\| (known) | unknown: routed < blind | unknown: routed < JPEG |',
-        '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|'
+        'largest \\|routed - oracle\\| (known) | no expert: images | routed < blind | routed < JPEG |',
+        '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|'
     ]
     for kind in KINDS:
         scored = [row for row in rows if row['kind'] == kind and 'scores' in row]
@@ -304,11 +306,12 @@ def restoration_table(rows):
         if 'rgb' in scored[0]['scores']['JPEG']:
             rgb = ' / '.join(f'{np.mean([row["scores"][k]["rgb"] for row in scored]):.2f}' for k in ('JPEG', 'routed'))
         known = [row['scores'] for row in scored if row['known']]
-        unknown = [row['scores'] for row in scored if not row['known']]
+        unknown = sum(not row['known'] for row in scored)
+        no_expert = [row['scores'] for row in scored if not row['known'] or not row['route'].startswith('QF')]
         gap = f'{max(abs(s["routed"]["y"] - s["oracle"]["y"]) for s in known):.3f}' if known else 'n/a'
-        below = [sum(s['routed']['y'] < s[label]['y'] - 1e-9 for s in unknown) for label in ('blind', 'JPEG')]
-        lines.append(f'| {kind} | {len(scored)} ({len(unknown)}) | ' + ' | '.join(f'{v:.2f}' for v in mean.values()) +
-                     f' | {rgb} | {gap} | {below[0]} | {below[1]} |')
+        below = [sum(s['routed']['y'] < s[label]['y'] - 1e-9 for s in no_expert) for label in ('blind', 'JPEG')]
+        lines.append(f'| {kind} | {len(scored)} ({unknown}) | ' + ' | '.join(f'{v:.2f}' for v in mean.values()) +
+                     f' | {rgb} | {gap} | {len(no_expert)} | {below[0]} | {below[1]} |')
     return '\n'.join(lines) + '\n'
 
 

@@ -20,7 +20,8 @@ From Train400 (random crops at any offset, flips and rotations; JPEGs made on th
 1. a **blind** model for QF ``--blind-range``, which also sees images saved twice, resized after compression and
    never compressed (``--resave-prob``, ``--resize-prob``, ``--clean-prob``): the model for images whose quality
    cannot be read (the routed model's fallback) and the source of ``carn-da adapt``; ``--blind-start`` fine-tunes
-   it from given weights, ``--resize-qualities`` sets the qualities of the JPEGs it sees resized;
+   it from given weights, ``--resize-qualities`` sets the qualities of the JPEGs it sees resized, ``--blind-loss
+   psnr`` weights each crop by the inverse of its error (L1 by default);
 2. an **expert** per QF of ``--qualities``, each fine-tuned from the blind model on JPEGs of that quality alone (or
    taken from an earlier routed model, ``--experts-from``);
 3. the **routed** model (QualityRoutedCARN): each image to the expert of the quality read from it (within 2), every
@@ -95,6 +96,12 @@ def parse_args(argv=None):
     parser.add_argument('--resize-prob', type=float, default=recipes.REAL_WORLD['resize_prob'])
     parser.add_argument('--clean-prob', type=float, default=recipes.REAL_WORLD['clean_prob'])
     parser.add_argument(
+        '--blind-loss',
+        choices=sorted(recipes.PIXEL_LOSSES),
+        default='l1',
+        help='Pixel loss of the blind model: l1, or psnr (each crop weighted by the inverse of its error, so that '
+        'nearly clean crops count as much as blocky ones: PSNRLoss).')
+    parser.add_argument(
         '--resize-qualities',
         type=int,
         nargs=2,
@@ -165,6 +172,10 @@ def check_args(parser, args):
         parser.error(error)
     if args.blind and args.blind_start:
         parser.error('--blind (an earlier training) and --blind-start (weights to fine-tune) exclude each other')
+    if args.blind_start:  # the trainings run in --root: a path relative to here must still find the file
+        if not osp.isfile(args.blind_start):
+            parser.error(f'--blind-start {args.blind_start}: no such file (expected a checkpoint of the blind model)')
+        args.blind_start = osp.abspath(args.blind_start)
     if args.experts_from and args.longer:
         parser.error('--longer trains experts further: not with --experts-from')
     if extra := sorted(set(args.longer) - set(args.qualities)):
@@ -329,7 +340,8 @@ def blind_text(opt, note=''):
             f'({data.get("resave_prob", 0):.0%}), resized after compression ({resized}) and '
             f'clean images ({data.get("clean_prob", 0):.0%}); the source model of carn-da adapt.')
     trained = (f'{train["total_iter"]} iterations of batch {data["batch_size_per_gpu"]} of {data["gt_size"]}x'
-               f'{data["gt_size"]} crops, cosine learning rate from {train["optim_g"]["lr"]:g}{note}')
+               f'{data["gt_size"]} crops, cosine learning rate from {train["optim_g"]["lr"]:g}, '
+               f'{train["pixel_opt"]["type"]}{note}')
     return what, trained
 
 
@@ -340,6 +352,7 @@ def train_blind(args):
         degradations['resize_jpeg_range'] = list(args.resize_qualities)
     opt = model_options(args, f'{args.prefix}_blind', tuple(args.blind_range), args.blind_iters, args.blind_lr,
                         args.blind_start, degradations)
+    opt['train']['pixel_opt'] = dict(recipes.PIXEL_LOSSES[args.blind_loss])
     return train_options(args, opt), opt
 
 

@@ -121,7 +121,7 @@ def test_experts_start_from_the_blind_model_of_an_earlier_training(tmp_path):
         train_zoo.main(list(map(str, common + ['--blind', tmp_path / 'nowhere', '--train-only'])))
 
 
-def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_before(tmp_path):
+def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_before(tmp_path, monkeypatch):
     write_set(tmp_path / 'data' / 'Train400', 3, 0)
     write_set(tmp_path / 'data' / 'BSD68', 1, 1)
     common = ['--data', tmp_path / 'data', '--root', tmp_path, '--size', 'demo', '--score-images', 1, '--batch', 2]
@@ -130,16 +130,18 @@ def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_
         '--prefix', 'a', '--blind-iters', 2, '--expert-iters', 1, '--qualities', 30, 60, '--ship', first
     ]
     train_zoo.main(list(map(str, earlier)))
+    monkeypatch.chdir(first)  # a checkpoint named relative to here, trained in --root
     argv = common + [
-        '--prefix', 'b', '--blind-iters', 2, '--blind-start', first / 'carn-da-gray-blind.pth', '--resize-qualities',
-        60, 95, '--experts-from', first / 'carn-da-gray.pth', first / 'carn-da-gray.yml', '--experts-note', 'as before',
-        '--qualities', 60, '--unknown', 'fallback', '--ship', second
+        '--prefix', 'b', '--blind-iters', 2, '--blind-start', 'carn-da-gray-blind.pth', '--blind-loss', 'psnr',
+        '--resize-qualities', 60, 95, '--experts-from', first / 'carn-da-gray.pth', first / 'carn-da-gray.yml',
+        '--experts-note', 'as before', '--qualities', 60, '--unknown', 'fallback', '--ship', second
     ]
     train_zoo.main(list(map(str, argv)))
     assert not (tmp_path / 'experiments' / 'b_qf60').exists()  # taken, not trained
     recorded = load_options(str(tmp_path / 'experiments' / 'b_blind' / 'b_blind.yml'))
     assert recorded['path']['pretrain_network_g'] == str(first / 'carn-da-gray-blind.pth')
     assert recorded['datasets']['train']['resize_jpeg_range'] == [60, 95]
+    assert recorded['train']['pixel_opt']['type'] == 'PSNRLoss'
     before = torch.load(first / 'carn-da-gray.pth', weights_only=True)['params']
     after = torch.load(second / 'carn-da-gray.pth', weights_only=True)['params']
     blind = torch.load(second / 'carn-da-gray-blind.pth', weights_only=True)['params']
@@ -152,7 +154,8 @@ def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_
     card = (second / 'carn-da-gray.md').read_text()
     assert f'the experts those of {first / "carn-da-gray.pth"} (SHA-256' in card and ': as before' in card
     assert f'fine-tuned from {first / "carn-da-gray-blind.pth"}' in card and 'the blind model too' in card
-    assert 'resized after compression (20%, JPEGs of QF 60-95)' in (second / 'carn-da-gray-blind.md').read_text()
+    blind_card = (second / 'carn-da-gray-blind.md').read_text()
+    assert 'resized after compression (20%, JPEGs of QF 60-95)' in blind_card and 'PSNRLoss' in blind_card
     with pytest.raises(SystemExit, match='no expert for QF 90 alone'):
         train_zoo.main(list(map(str, argv[:-6] + ['--qualities', 90, '--train-only'])))
     with pytest.raises(SystemExit, match='--experts-from: Option file .*nowhere.yml does not exist'):
