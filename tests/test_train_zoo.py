@@ -114,7 +114,7 @@ def test_experts_start_from_the_blind_model_of_an_earlier_training(tmp_path):
     recorded = load_options(str(tmp_path / 'experiments' / 'cpu_qf30' / 'cpu_qf30.yml'))
     assert recorded['path']['pretrain_network_g'] == str(earlier / 'models' / 'net_g_latest.pth')
     card = (weights / 'carn-da-gray-blind.md').read_text()
-    assert '3 iterations of batch 2 of 48x48 crops, cosine learning rate from 0.0002 (on a GPU)' in card
+    assert '3 iterations of batch 2 of 48x48 crops, cosine learning rate from 0.0002, L1Loss (on a GPU)' in card
     with pytest.raises(SystemExit, match='is not that of --backbone rdn --size cpu'):
         train_zoo.main(list(map(str, argv[:-1] + [1, '--size', 'cpu', '--qualities', 30, '--train-only'])))
     with pytest.raises(SystemExit, match='models/net_g_latest.pth is missing'):
