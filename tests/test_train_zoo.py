@@ -121,7 +121,7 @@ def test_experts_start_from_the_blind_model_of_an_earlier_training(tmp_path):
         train_zoo.main(list(map(str, common + ['--blind', tmp_path / 'nowhere', '--train-only'])))
 
 
-def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_before(tmp_path, monkeypatch):
+def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_before(tmp_path, monkeypatch, capsys):
     write_set(tmp_path / 'data' / 'Train400', 3, 0)
     write_set(tmp_path / 'data' / 'BSD68', 1, 1)
     common = ['--data', tmp_path / 'data', '--root', tmp_path, '--size', 'demo', '--score-images', 1, '--batch', 2]
@@ -158,5 +158,8 @@ def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_
     assert 'resized after compression (20%, JPEGs of QF 60-95)' in blind_card and 'PSNRLoss' in blind_card
     with pytest.raises(SystemExit, match='no expert for QF 90 alone'):
         train_zoo.main(list(map(str, argv[:-6] + ['--qualities', 90, '--train-only'])))
+    with pytest.raises(SystemExit):
+        train_zoo.main(list(map(str, common + ['--blind-start', 'nowhere.pth', '--train-only'])))
+    assert '--blind-start nowhere.pth: no such file' in capsys.readouterr().err
     with pytest.raises(SystemExit, match='--experts-from: Option file .*nowhere.yml does not exist'):
         train_zoo.main(list(map(str, argv[:-9] + [first / 'nowhere.yml', '--train-only'])))
