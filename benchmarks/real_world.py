@@ -213,13 +213,13 @@ def scores(out, case):
     }
 
 
-def restore_case(restorer, case, reading):
-    """{label: scores} of the JPEG input, the routed model, the oracle and the fallback on one case; every expert runs
-    once per case."""
+def restore_case(restorer, case, route):
+    """{label: scores} of the JPEG input, the routed model (``route``: the router's choice from the file's reading),
+    the oracle and the fallback on one case; every expert runs once per case."""
     img, _ = decode(case.data)
     router = restorer.net
     routes = {
-        'routed': router.route_reading(reading),
+        'routed': route,
         'oracle': router.route(case.quality),  # None: a resized image, which has no grid
         'blind': router.fallback
     }
@@ -240,9 +240,10 @@ def evaluate(args, cases, model):
         row['qualities'] = case.qualities
         row.update(read=reading.quality, read_offset=reading.offset, verdict=reading_correct(case, reading))
         if case.restore:
-            row['scores'] = restore_case(restorer, case, reading)
+            route = net.route_reading(reading)
+            row['scores'] = restore_case(restorer, case, route)
             row['known'] = reading.known
-            row['route'] = restorer.net.describe(restorer.net.route_reading(reading))
+            row['to_expert'] = route not in (None, net.fallback)  # not unchanged, not the fallback
         rows.append(row)
     return rows
 
@@ -307,7 +308,7 @@ def restoration_table(rows):
             rgb = ' / '.join(f'{np.mean([row["scores"][k]["rgb"] for row in scored]):.2f}' for k in ('JPEG', 'routed'))
         known = [row['scores'] for row in scored if row['known']]
         unknown = sum(not row['known'] for row in scored)
-        no_expert = [row['scores'] for row in scored if not row['known'] or not row['route'].startswith('QF')]
+        no_expert = [row['scores'] for row in scored if not row['to_expert']]
         gap = f'{max(abs(s["routed"]["y"] - s["oracle"]["y"]) for s in known):.3f}' if known else 'n/a'
         below = [sum(s['routed']['y'] < s[label]['y'] - 1e-9 for s in no_expert) for label in ('blind', 'JPEG')]
         lines.append(f'| {kind} | {len(scored)} ({unknown}) | ' + ' | '.join(f'{v:.2f}' for v in mean.values()) +

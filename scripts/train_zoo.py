@@ -173,8 +173,10 @@ def check_args(parser, args):
     if args.blind and args.blind_start:
         parser.error('--blind (an earlier training) and --blind-start (weights to fine-tune) exclude each other')
     if args.blind_start:  # the trainings run in --root: a path relative to here must still find the file
-        if not osp.isfile(args.blind_start):
-            parser.error(f'--blind-start {args.blind_start}: no such file (expected a checkpoint of the blind model)')
+        try:
+            load_state_dict(args.blind_start)
+        except UserError as error:
+            parser.error(f'--blind-start: {error}')
         args.blind_start = osp.abspath(args.blind_start)
     if args.experts_from and args.longer:
         parser.error('--longer trains experts further: not with --experts-from')

@@ -160,6 +160,6 @@ def test_a_new_blind_model_is_fine_tuned_and_shipped_beside_the_experts_shipped_
         train_zoo.main(list(map(str, argv[:-6] + ['--qualities', 90, '--train-only'])))
     with pytest.raises(SystemExit):
         train_zoo.main(list(map(str, common + ['--blind-start', 'nowhere.pth', '--train-only'])))
-    assert '--blind-start nowhere.pth: no such file' in capsys.readouterr().err
+    assert '--blind-start: Checkpoint nowhere.pth does not exist.' in capsys.readouterr().err
     with pytest.raises(SystemExit, match='--experts-from: Option file .*nowhere.yml does not exist'):
         train_zoo.main(list(map(str, argv[:-9] + [first / 'nowhere.yml', '--train-only'])))
