@@ -7,9 +7,9 @@ fly at the pile's qualities as read from each file's header. No target ground tr
 
 - ``--study``: the recipes of ``STUDY`` (carn_da/recipes.py, trained by BasicSR's pipeline) on one pile (``--qf``,
   default 35), each from DnCNN-3 with the same seed: the PSNR of every saved checkpoint on every ``--curve-every``-th
-  pile image (the learning curve) and of the last on the whole pile. Writes ``study_qf<QF>.md`` / ``.json``.
-- ``--transductive`` (what a user does): ``carn-da adapt`` (``ADAPTATION``, the study's best recipe) on each pile of
-  ``--piles``, scored on the same pile: JPEG, DnCNN-3, adapted and routed, and how many BSD68 images at the other
+  pile image (the learning curve) and of the last on the whole pile. Writes ``study_qf<QF>[_PREFIX].md`` / ``.json``.
+- ``--transductive`` (what a user does): ``carn-da adapt`` (``--adaptation``: a best recipe of the study) on each pile
+  of ``--piles``, scored on the same pile: JPEG, DnCNN-3, adapted and routed, and how many BSD68 images at the other
   qualities (every ``--curve-every``-th) the routed model sends to the adapted expert (none: it is DnCNN-3 there).
 - ``--inductive`` (what a paper must report): ``carn-da adapt`` on the even-numbered images of each BSD68 pile,
   scored on the odd-numbered ones and on Set12 and Classic5 at the pile's qualities.
@@ -54,8 +54,9 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED = osp.join(REPO, os.pardir, 'shared')
 JPEG, SOURCE = 'JPEG', 'DnCNN-3'
 # a recipe of the study: what it is, its recipe function, batch, learning rate, self-supervision weight, EMA decay
-# (0: none) and the share of the run over which the learning rate rises linearly from 0 (0: none)
-Recipe = namedtuple('Recipe', 'what kind batch lr weight ema warmup', defaults=(0, ))
+# (0: none), the share of the run over which the learning rate rises linearly from 0 (0: none) and the pixel loss
+# (recipes.PIXEL_LOSSES)
+Recipe = namedtuple('Recipe', 'what kind batch lr weight ema warmup loss', defaults=(0, 'l1'))
 STUDY = {
     'expert_selfsup_lr1e-4':
     Recipe('expert + self-supervision (the study winner), lr 1e-4', 'recommended', 4, 1e-4, 1., 0),
@@ -73,10 +74,20 @@ STUDY = {
     Recipe('expert, lr 1e-4, EMA of the weights (decay 0.999)', 'expert', 8, 1e-4, None, 0.999),
     'expert_lr1e-4_warmup':
     Recipe('expert, lr 1e-4 reached linearly over the first third', 'expert', 8, 1e-4, None, 0, 1 / 3),
+    'expert_lr1e-4_ema_mse':
+    Recipe('expert, lr 1e-4, EMA (decay 0.99), MSE (the loss DnCNN-3 was trained with)', 'expert', 8, 1e-4, None, 0.99,
+           0, 'mse'),
+    'expert_lr1e-4_ema_mse_batch2':
+    Recipe('expert, lr 1e-4, EMA (decay 0.99), MSE, batch 2 (with --patch 96: the pixels of batch 8 of 48x48)',
+           'expert', 2, 1e-4, None, 0.99, 0, 'mse'),
 }
 
-# the flags of ``carn-da adapt`` the protocols adapt DnCNN-3 with: the best recipe of the study
-ADAPTATION = ['--recipe', 'expert']
+# the flags of ``carn-da adapt`` the protocols may adapt DnCNN-3 with (``--adaptation``): the best recipes of the study
+# at QF 90 (expert: lr 2e-5) and at QF 35 (lr 1e-4 with an EMA of the weights, best with 1800 iterations)
+ADAPTATIONS = {
+    'expert': ['--recipe', 'expert'],
+    'expert_ema': ['--recipe', 'expert', '--lr', '1e-4', '--ema', '0.99'],
+}
 AWAY_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
 
@@ -93,6 +104,11 @@ def parse_args():
         help='BSD68 piles of the protocols: qualities, or mixed (QF 20-90 per image). Default: 10 20 ... 90 mixed.')
     parser.add_argument('--recipes', nargs='+', default=list(STUDY), choices=list(STUDY), help='Default: all.')
     parser.add_argument('--iters', type=int, default=600, help='Adaptation iterations. Default: 600.')
+    parser.add_argument(
+        '--adaptation',
+        choices=list(ADAPTATIONS),
+        default='expert',
+        help='The carn-da adapt flags of the protocols (ADAPTATIONS). Default: expert.')
     parser.add_argument('--patch', type=int, default=48)
     parser.add_argument('--checkpoints', type=int, default=4, help='Checkpoints per run (the curve). Default: 4.')
     parser.add_argument('--curve-every', type=int, default=4, help='Curve on every n-th pile image. Default: 4.')
@@ -151,14 +167,16 @@ def make_pile(args, name, gts, qualities):
 
 def study_options(args, recipe, pile, checkpoint, network_g):
     """The options of one recipe of ``STUDY`` adapting DnCNN-3 (``checkpoint``) to the pile folder ``pile``."""
-    kind, batch, lr, weight, ema, warmup = STUDY[recipe][1:]
+    kind, batch, lr, weight, ema, warmup, loss = STUDY[recipe][1:]
     source = osp.join(args.data, 'Train400')
     enlarge = max(1, math.ceil(args.iters * batch / len(glob.glob(osp.join(source, '*.png')))))
     pairs = recipes.jpeg_pairs(f'Train400_to_{osp.basename(pile)}', source, None, args.patch, batch, enlarge=enlarge)
     train_set = recipes.two_domains(pairs, pile, io_backend_target={'type': 'disk'}, color='gray')
     log = recipes.logger(max(1, args.iters // 20), max(1, args.iters // args.checkpoints), tb_logger=False)
     name = f'{args.prefix}_{recipe}_{osp.basename(pile)}_{args.iters}'
-    train = dict(recipes.schedule(args.iters, lr), **({'ema_decay': ema} if ema else {}))
+    train = dict(recipes.schedule(args.iters, lr), pixel_opt=dict(recipes.PIXEL_LOSSES[loss]))
+    if ema:
+        train['ema_decay'] = ema
     if warmup:  # tried against the early dip of fine-tuning; it does not remove it (docs/RESULTS.md)
         train['warmup_iter'] = max(1, round(warmup * args.iters))
     common = (name, network_g, train_set, train, log, checkpoint)
@@ -227,14 +245,14 @@ def study(args, source):
 
 
 def adapt_pile(args, source, name, pile, *extra):
-    """Run ``carn-da adapt`` (``ADAPTATION``) from DnCNN-3 to the folder ``pile`` under ``--out``/``name``; returns
+    """Run ``carn-da adapt`` (``--adaptation``) from DnCNN-3 to the folder ``pile`` under ``--out``/``name``; returns
     (its report.json, wall seconds). A finished run is reused."""
     out = osp.join(args.out, 'adapt', name)
     if not osp.isfile(osp.join(out, 'report.json')):
         command = [
             sys.executable, '-m', 'carn_da.adapt', '--model', source[0], '--opt', source[1], '--source-gt',
             osp.join(args.data, 'Train400'), '--target', pile, '--name', name, '--out', out, '--iters',
-            str(args.iters), '--eval-images', '1', '--device', args.device.type, *ADAPTATION, *extra
+            str(args.iters), '--eval-images', '1', '--device', args.device.type, *ADAPTATIONS[args.adaptation], *extra
         ]
         start = time.time()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -342,11 +360,13 @@ def main():
     head = (
         f'Command: `python benchmarks/adapt_published.py {shlex.join(sys.argv[1:])}`  \nDate: '
         f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()}, {os.cpu_count()} CPUs, torch '
-        f'{torch.__version__}; adaptation: `carn-da adapt {shlex.join(ADAPTATION)} --iters {args.iters}`\n\n')
+        f'{torch.__version__}; adaptation: `carn-da adapt {shlex.join(ADAPTATIONS[args.adaptation])} --iters '
+        f'{args.iters}`\n\n')
+    suffix = '' if args.prefix == 'pub' else f'_{args.prefix}'  # another prefix: other runs, other reports
     source = source_model(args)
     if args.study:
         pile, rows, details = study(args, source)
-        write_report(args, f'study_qf{args.qf}', head + study_report(args, pile, rows, details), {
+        write_report(args, f'study_qf{args.qf}{suffix}', head + study_report(args, pile, rows, details), {
             'rows': rows,
             'details': details
         })
@@ -354,7 +374,7 @@ def main():
         if getattr(args, protocol):
             rows = run(args, source)
             table = f'### {protocol}\n\n{head}{protocol_table(rows)}'
-            write_report(args, protocol, table, {str(key): row for key, row in rows.items()})
+            write_report(args, protocol + suffix, table, {str(key): row for key, row in rows.items()})
     return 0
 
 

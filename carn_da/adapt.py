@@ -194,6 +194,8 @@ def adapt_options(args, channels, q_feat, device):
         color='gray' if channels == 1 else 'rgb',
         skip_bad_images=True)
     schedule = dict(recipes.schedule(args.iters, args.lr), **source_losses(args.opt))
+    if args.ema:
+        schedule['ema_decay'] = args.ema
     log = recipes.logger(max(1, args.iters // 50), max(1, args.iters // 4), progress_bar=True)
     common = dict(seed=args.seed, num_gpu=1 if device.type == 'cuda' else 0)
     recipe = (args.name, network_options(args.opt), train_set, schedule, log, osp.abspath(args.model))
@@ -390,6 +392,14 @@ def add_training_arguments(parser):
         help='Source (and target) patches per step. Default: 4 for --recipe recommended (4 source and 4 target '
         'crops: as many images through the network as a source-only step of 8), 8 for expert and paper.')
     parser.add_argument('--patch', type=int, default=48, help='Side of the training patches. Default: 48.')
+    parser.add_argument(
+        '--ema',
+        type=float,
+        default=0,
+        metavar='DECAY',
+        help="Keep an exponential moving average of the weights (BasicSR's ema_decay, e.g. 0.99) as the adapted "
+        "model: it keeps what the steps find and averages out the noise of small batches, the most a strong model's "
+        'fine-tune gained (docs/RESULTS.md, issue 20). Default: 0 (none).')
     parser.add_argument('--seed', type=int, default=0)
 
 
@@ -453,6 +463,8 @@ def parse_args(argv=None):
         parser.error('--patch must be at least 16')
     if not (math.isfinite(args.lr) and args.lr > 0):
         parser.error(f'--lr must be a number > 0, got {args.lr}')
+    if not 0 <= args.ema < 1:
+        parser.error(f'--ema must be at least 0 and below 1, got {args.ema}')
     if not (math.isfinite(args.lambda_) and args.lambda_ >= 0):
         parser.error(f'--lambda must be a number >= 0, got {args.lambda_}')
     if not 0 <= args.seed <= MAX_SEED:

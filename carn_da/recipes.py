@@ -101,7 +101,9 @@ BACKBONES = {
 L1 = {'type': 'L1Loss', 'loss_weight': 1.0}
 # the negative PSNR of each crop, averaged: nearly clean crops count as much as blocky ones (PSNRLoss)
 PSNR = {'type': 'PSNRLoss', 'loss_weight': 1.0, 'eps': 1e-5}
-PIXEL_LOSSES = {'l1': L1, 'psnr': PSNR}
+# the loss DnCNN and most published CNNs of the field were trained with (PSNR is a function of it)
+MSE = {'type': 'MSELoss', 'loss_weight': 1.0}
+PIXEL_LOSSES = {'l1': L1, 'mse': MSE, 'psnr': PSNR}
 # supervised losses a backbone adds to eq. 2 (MemNet: the loss on each memory block's prediction, averaged)
 BACKBONE_LOSSES = {'memnet': {'intermediate_opt': L1}}
 # the validation metrics of every training (BasicSR's PSNR and SSIM, our PSNR-B), 8-bit, no border crop

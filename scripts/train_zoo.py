@@ -99,8 +99,8 @@ def parse_args(argv=None):
         '--blind-loss',
         choices=sorted(recipes.PIXEL_LOSSES),
         default='l1',
-        help='Pixel loss of the blind model: l1, or psnr (each crop weighted by the inverse of its error, so that '
-        'nearly clean crops count as much as blocky ones: PSNRLoss).')
+        help='Pixel loss of the blind model: l1, mse, or psnr (each crop weighted by the inverse of its error, so '
+        'that nearly clean crops count as much as blocky ones: PSNRLoss). Default: l1.')
     parser.add_argument(
         '--resize-qualities',
         type=int,

@@ -219,6 +219,26 @@ def test_a_blind_source_needs_only_clean_source_images(data, experiment_name, tm
     assert '--recipe paper trains on source pairs' in capfd.readouterr().err
 
 
+def test_ema_weights_are_the_adapted_model(data, experiment_name, tmp_path):
+    """--ema: BasicSR keeps the average of the weights, and that average (not the last step's weights) is the
+    routed model's expert for the pile."""
+    name = experiment_name('adapt_ema')
+    out = tmp_path / 'out'
+    assert adapt.main([
+        '--model', data['model'], '--opt', data['opt'], '--source-gt',
+        osp.join(data['source'], 'gt'), '--target', data['pile'], '--name', name, '--out',
+        str(out), '--iters', '3', '--batch', '2', '--patch', '32', '--device', 'cpu', '--recipe', 'expert', '--lr',
+        '1e-2', '--ema', '0.5'
+    ]) == 0
+    assert yaml.safe_load((out / f'{name}.yml').read_text())['train']['ema_decay'] == 0.5
+    saved = torch.load(latest_generator(name, str(out)), weights_only=True)
+    summary = json.loads((out / 'report.json').read_text())
+    routed = torch.load(summary['routed']['checkpoint'], weights_only=True)['params']
+    expert = {k: routed[f'experts.1.{k}'] for k in saved['params_ema']}
+    assert all(torch.equal(expert[k], saved['params_ema'][k]) for k in expert)
+    assert not all(torch.equal(expert[k], saved['params'][k]) for k in expert)
+
+
 def test_routed_model_reads_the_quality_of_non_jpeg_targets_from_their_pixels(data, experiment_name, tmp_path):
     """A target that is not a JPEG file (here a PNG of a QF-50 JPEG's pixels) has no quantisation tables to read:
     the histogram, and so the routed model, take its quality from its pixels."""
@@ -301,6 +321,8 @@ def test_out_naming_a_file_is_refused(data, tmp_path, capfd):
     ('--seed', '-1', '--seed must be between 0 and 4294967295, got -1'),
     ('--eval-images', '0', '--eval-images must be at least 1'),
     ('--iters', '0', '--iters must be at least 1'),
+    ('--ema', '1', '--ema must be at least 0 and below 1, got 1.0'),
+    ('--ema', 'nan', '--ema must be at least 0 and below 1, got nan'),
 ])
 def test_numeric_arguments_out_of_range_are_refused(data, tmp_path, capfd, option, value, message):
     argv = adapt_argv(data, osp.join(data['source'], 'gt'), osp.join(data['source'], 'qf10'), data['pile'], tmp_path)
