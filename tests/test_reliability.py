@@ -303,29 +303,38 @@ def trained_iters(log_path):
 
 
 def final_weights(name):
-    return {
-        net: torch.load(osp.join(experiment_dir(name, REPO), 'models', f'{net}_latest.pth'),
-                        weights_only=True)['params']
-        for net in ('net_g', 'net_q')
-    }
+    """{network/key: state dict} of the run's last checkpoints, the EMA weights (``params_ema``) included."""
+    weights = {}
+    for net in ('net_g', 'net_q'):
+        saved = torch.load(osp.join(experiment_dir(name, REPO), 'models', f'{net}_latest.pth'), weights_only=True)
+        weights.update({f'{net}/{key}': saved[key] for key in ('params', 'params_ema') if key in saved})
+    return weights
 
 
 def assert_same_weights(got, expected):
+    assert got.keys() == expected.keys()
     for net in expected:
         assert got[net].keys() == expected[net].keys()
         assert all(torch.equal(got[net][k], expected[net][k]) for k in expected[net]), net
 
 
-@pytest.mark.parametrize('q_warmup', [0, 10])
-def test_training_killed_between_checkpoints_resumes_exactly(jpeg_dataset, experiment_name, tmp_path, q_warmup):
+def resumable_options(name, jpeg_dataset, q_warmup, ema):
+    opt = recipes.with_q_warmup(train_options(name, jpeg_dataset), q_warmup)
+    if ema:
+        opt['train']['ema_decay'] = ema
+    return opt
+
+
+@pytest.mark.parametrize('q_warmup, ema', [(0, 0), (10, 0), (0, 0.9)])
+def test_training_killed_between_checkpoints_resumes_exactly(jpeg_dataset, experiment_name, tmp_path, q_warmup, ema):
     """16 iterations, checkpoint at 8 (in the middle of an epoch), SIGKILL at 12; resume to 16 with --auto_resume,
     then again from the state of iteration 8 with path.resume_state: both end with the weights of an uninterrupted
-    run. Also with a Q warm-up of 10 iterations, which the checkpoint interrupts."""
+    run. Also with a Q warm-up of 10 iterations, which the checkpoint interrupts, and with an EMA of the weights
+    (``carn-da adapt --ema``), which must resume as the average, not restart from the weights."""
     fork = multiprocessing.get_context('fork')
-    names = {run: experiment_name(f'resume_{run}_warmup{q_warmup}') for run in ('whole', 'killed')}
+    names = {run: experiment_name(f'resume_{run}_warmup{q_warmup}_ema{ema}') for run in ('whole', 'killed')}
     opt_paths = {
-        run:
-        str(write_options(recipes.with_q_warmup(train_options(name, jpeg_dataset), q_warmup), tmp_path / f'{run}.yml'))
+        run: str(write_options(resumable_options(name, jpeg_dataset, q_warmup, ema), tmp_path / f'{run}.yml'))
         for run, name in names.items()
     }
     paused = fork.Event()
@@ -344,6 +353,7 @@ def test_training_killed_between_checkpoints_resumes_exactly(jpeg_dataset, exper
     assert sorted(os.listdir(osp.join(killed_dir, 'models'))) == ['net_g_8.pth', 'net_q_8.pth']
     assert os.listdir(osp.join(killed_dir, 'training_states')) == ['8.state']
     expected = final_weights(names['whole'])
+    assert ('net_g/params_ema' in expected) == bool(ema)
 
     resume_from_state = ['--force_yml', f'path:resume_state={osp.join(killed_dir, "training_states", "8.state")}']
     for run, args in (('auto', ['--auto_resume']), ('state', resume_from_state)):
