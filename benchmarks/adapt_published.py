@@ -174,9 +174,7 @@ def study_options(args, recipe, pile, checkpoint, network_g):
     train_set = recipes.two_domains(pairs, pile, io_backend_target={'type': 'disk'}, color='gray')
     log = recipes.logger(max(1, args.iters // 20), max(1, args.iters // args.checkpoints), tb_logger=False)
     name = f'{args.prefix}_{recipe}_{osp.basename(pile)}_{args.iters}'
-    train = dict(recipes.schedule(args.iters, lr), pixel_opt=dict(recipes.PIXEL_LOSSES[loss]))
-    if ema:
-        train['ema_decay'] = ema
+    train = dict(recipes.schedule(args.iters, lr, ema=ema), pixel_opt=dict(recipes.PIXEL_LOSSES[loss]))
     if warmup:  # tried against the early dip of fine-tuning; it does not remove it (docs/RESULTS.md)
         train['warmup_iter'] = max(1, round(warmup * args.iters))
     common = (name, network_g, train_set, train, log, checkpoint)

@@ -193,9 +193,7 @@ def adapt_options(args, channels, q_feat, device):
         io_backend_target={'type': 'disk'},
         color='gray' if channels == 1 else 'rgb',
         skip_bad_images=True)
-    schedule = dict(recipes.schedule(args.iters, args.lr), **source_losses(args.opt))
-    if args.ema:
-        schedule['ema_decay'] = args.ema
+    schedule = dict(recipes.schedule(args.iters, args.lr, ema=args.ema), **source_losses(args.opt))
     log = recipes.logger(max(1, args.iters // 50), max(1, args.iters // 4), progress_bar=True)
     common = dict(seed=args.seed, num_gpu=1 if device.type == 'cuda' else 0)
     recipe = (args.name, network_options(args.opt), train_set, schedule, log, osp.abspath(args.model))

@@ -161,10 +161,11 @@ def test_pairs(name, gt, lq, io='disk'):
     return {'name': name, 'type': 'JPEGPairedDataset', 'dataroot_gt': gt, 'dataroot_lq': lq, 'io_backend': {'type': io}}
 
 
-def schedule(iters, lr, milestones=None, betas=(0.9, 0.999)):
+def schedule(iters, lr, milestones=None, betas=(0.9, 0.999), ema=0):
     """``train`` options: Adam at ``lr`` halved at each of ``milestones`` (default: at 3/4 of the run), ``iters``
-    iterations, L1 on the source pairs (eq. 2)."""
-    return {
+    iterations, L1 on the source pairs (eq. 2); with ``ema`` > 0, BasicSR's moving average of the weights at that
+    decay, which the checkpoints hold as ``params_ema`` and the project's loader prefers."""
+    train = {
         'optim_g': adam(lr, betas),
         'scheduler': {
             'type': 'MultiStepLR',
@@ -175,6 +176,9 @@ def schedule(iters, lr, milestones=None, betas=(0.9, 0.999)):
         'warmup_iter': -1,
         'pixel_opt': dict(L1)
     }
+    if ema:
+        train['ema_decay'] = ema
+    return train
 
 
 def cosine_schedule(iters, lr, betas=(0.9, 0.999)):
