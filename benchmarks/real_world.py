@@ -100,6 +100,7 @@ def parse_args():
     parser.add_argument('--restore-every', type=int, default=4, help='Restore every n-th gray image. Default: 4.')
     parser.add_argument('--limit', type=int, help='Only the first N images of each set (smoke runs).')
     parser.add_argument('--prefix', default='real_world', help='Prefix of the trained models. Default: real_world.')
+    parser.add_argument('--self-ensemble', action='store_true', help='Restore as carn-da restore --self-ensemble.')
     parser.add_argument(
         '--kinds',
         nargs='+',
@@ -232,7 +233,7 @@ def evaluate(args, cases, model):
     net, channels = load_model(*model)
     if getattr(net, 'fallback', None) is None:
         sys.exit(f'{model[0]}: a QualityRoutedCARN with a fallback (carn-da route --fallback) is needed.')
-    restorer = Restorer(net.eval(), channels, torch.device('cpu'))
+    restorer = Restorer(net.eval(), channels, torch.device('cpu'), self_ensemble=args.self_ensemble)
     rows = []
     for case in tqdm(cases, desc='cases', unit='case', file=sys.stderr):
         reading = read_jpeg_quality(case.data)

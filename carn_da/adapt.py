@@ -79,7 +79,8 @@ from carn_da.data.two_domain_dataset import TwoDomainDataset
 from carn_da.metrics.psnrb_metric import blocking_effect_factor
 from carn_da.runs import experiment_dir, latest_generator, train
 from carn_da.utils.checkpoint import load_model, load_state_dict, network_options, routed_state, shifted_experts
-from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
+from carn_da.utils.cli import (add_inference_arguments, check_inference_arguments, command_parser, inference_options,
+                               run_command)
 from carn_da.utils.device import choose_device
 from carn_da.utils.errors import BadInput, UserError
 from carn_da.utils.files import check_output_folder, load_options, save_torch_atomic, write_atomic, write_options
@@ -512,7 +513,7 @@ def restore_targets(args, routed, device):
     """Restore every target with the routed model into ``--restore`` (``restore_report.csv`` under ``--out``);
     exit code 1 if any image failed."""
     net, channels = load_model(routed['checkpoint'], routed['options'], device)
-    restorer = Restorer(net, channels, device, tile=args.tile, tile_overlap=args.tile_overlap)
+    restorer = Restorer(net, channels, device, **inference_options(args))
     rows = []
     inputs = list_inputs(args.target, None, args.restore, '--restore')
     done = restore_files(restorer, inputs, args.restore, report=rows, option='--restore')
@@ -578,7 +579,7 @@ def run(args, command):
     stems = evaluation_stems(targets, gts, args.eval_images)
 
     results = {JPEG: measure(JPEG, None, targets, stems, gts, channels)}
-    tiles = dict(tile=args.tile, tile_overlap=args.tile_overlap)
+    tiles = inference_options(args)
     results[BEFORE] = measure(BEFORE, Restorer(net, channels, device, **tiles), targets, stems, gts, channels)
     del net
     torch.cuda.empty_cache()  # leave the GPU to the training process

@@ -22,7 +22,8 @@ import sys
 from os import path as osp
 
 from carn_da.utils.checkpoint import load_network, network_options
-from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
+from carn_da.utils.cli import (add_inference_arguments, check_inference_arguments, command_parser, inference_options,
+                               run_command)
 from carn_da.utils.device import choose_device
 from carn_da.utils.errors import UserError
 from carn_da.utils.evaluation import JPEG, EvalSet, evaluate, plot_gains, plot_residuals, table, write_scores
@@ -150,7 +151,7 @@ def run(args, command):
         raise UserError(f'--residual-image {args.residual_image}: test set {residual[0]} has no image {residual[1]}.')
     check_out(args, sets, qfs)
 
-    results, residual_images = evaluate(nets, sets, qfs, residual, device, args.tile, args.tile_overlap)
+    results, residual_images = evaluate(nets, sets, qfs, residual, device, **inference_options(args))
     text = table(results, args.qf)
     print(text, end='')
     write_atomic(osp.join(args.out, 'table.md'), text.encode('utf-8'))
@@ -161,8 +162,7 @@ def run(args, command):
         tests=dict(args.test),
         lq_dirs=dict(args.lq_dir),
         device=str(device),
-        tile=args.tile,
-        tile_overlap=args.tile_overlap)
+        **inference_options(args))
     write_scores(results, args.out, meta)
     plot_gains(results, args.plot_qfs, osp.join(args.out, 'gain_vs_qf.png'))
     if residual is not None:

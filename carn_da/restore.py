@@ -43,7 +43,8 @@ import torch
 from os import path as osp
 
 from carn_da.utils.checkpoint import load_model
-from carn_da.utils.cli import add_inference_arguments, check_inference_arguments, command_parser, run_command
+from carn_da.utils.cli import (add_inference_arguments, check_inference_arguments, command_parser, inference_options,
+                               run_command)
 from carn_da.utils.device import choose_device, choose_dtype
 from carn_da.utils.errors import UserError
 from carn_da.utils.files import check_output_folder, check_outputs_spare_inputs
@@ -102,7 +103,7 @@ def run(args):
     if args.report is not None:
         check_outputs_spare_inputs([args.report], [path for path, _ in inputs if path != STDIN], '--report')
         check_output_folder(osp.dirname(args.report) or os.curdir, '--report')
-    restorer = Restorer(net, channels, device, dtype, args.tile, args.tile_overlap)
+    restorer = Restorer(net, channels, device, dtype, **inference_options(args))
     if dtype != torch.float32:
         try:
             restorer.run(np.zeros((32, 32, channels), np.float32))
@@ -110,7 +111,8 @@ def run(args):
             raise UserError(f'--half: this torch cannot run the network in {dtype} on {device}: {error}') from error
     print(
         f'carn-da restore: {len(inputs)} image(s), {type(net).__name__} with {channels} channel(s) on {device} in '
-        f'{str(dtype).replace("torch.", "")}' + (f', tiles of {args.tile}' if args.tile else ''),
+        f'{str(dtype).replace("torch.", "")}' + (f', tiles of {args.tile}' if args.tile else '') +
+        (', x8 self-ensemble' if args.self_ensemble else ''),
         file=sys.stderr)
     report = None if args.report is None else []
     done = restore_files(restorer, inputs, args.out, args.ext, args.overwrite, report)

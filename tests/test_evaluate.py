@@ -94,6 +94,32 @@ def test_small_overlap_changes_the_result():
     assert (inference.infer(net, lq, tile=20, tile_overlap=2) - whole).abs().max().item() > 1e-3
 
 
+def test_dihedral_views_are_the_eight_symmetries_and_undo_exactly():
+    x = torch.rand(1, 1, 5, 7, generator=torch.Generator().manual_seed(0))
+    square = x[..., :5, :5]
+    views = [inference.dihedral(square, k) for k in range(8)]
+    assert all(not torch.equal(a, b) for i, a in enumerate(views) for b in views[i + 1:])
+    assert torch.equal(views[0], square) and torch.equal(views[1], square.flip(-1))
+    for k in range(8):
+        assert torch.equal(inference.undo_dihedral(inference.dihedral(x, k), k), x)
+
+
+def test_self_ensemble_commutes_with_every_view_and_keeps_an_equivariant_net():
+    net = tiny_rdn()
+    lq = torch.rand(1, 1, 30, 41, generator=torch.Generator().manual_seed(2))
+    plain, ensembled = inference.infer(net, lq), inference.infer(net, lq, self_ensemble=True)
+    assert (ensembled - plain).abs().max().item() > 1e-3  # a random RDN treats the eight views differently
+    for k in range(1, 8):  # the average over the eight views is equivariant: a turned input gives the turned output
+        turned = inference.infer(net, inference.dihedral(lq, k), self_ensemble=True)
+        assert (turned - inference.dihedral(ensembled, k)).abs().max().item() < 1e-5
+        assert (inference.infer(net, inference.dihedral(lq, k)) - inference.dihedral(plain, k)).abs().max() > 1e-3
+    box = nn.Conv2d(1, 1, 3, padding=1, bias=False)  # a symmetric kernel: every view gives the same output
+    nn.init.constant_(box.weight, 1 / 9)
+    assert (inference.infer(box, lq, self_ensemble=True) - inference.infer(box, lq)).abs().max().item() < 1e-6
+    tiled = inference.infer(net, lq, tile=24, tile_overlap=2 * TINY_RADIUS, self_ensemble=True)
+    assert (tiled - ensembled).abs().max().item() < 1e-4
+
+
 def _textured(rng, shape):
     return cv2.GaussianBlur(rng.integers(0, 256, shape).astype(np.uint8), (5, 5), 1.2)
 

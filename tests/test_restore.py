@@ -148,6 +148,22 @@ def test_tiled_equals_whole_image_and_half_is_close(tmp_path, model, capsys):
     assert np.abs(outputs['half'] - outputs['whole']).mean() < 1.5  # bfloat16 on CPU
 
 
+def test_self_ensemble_restores_a_mirrored_image_to_the_mirrored_output(tmp_path, model, capsys):
+    img = textured_image(np.random.default_rng(3), 40, 56)
+    (tmp_path / 'in').mkdir()
+    cv2.imwrite(str(tmp_path / 'in' / 'a.png'), img)
+    cv2.imwrite(str(tmp_path / 'in' / 'b.png'), np.ascontiguousarray(img[:, ::-1]))
+    args = ('--model', model[0], '--opt', model[1])
+    outputs = {}
+    for label, extra in [('plain', ()), ('x8', ('--self-ensemble', ))]:
+        code, _, err = run(capsys, tmp_path / 'in', '-o', tmp_path / label, *args, *extra)
+        assert code == 0 and ('x8 self-ensemble' in err) == bool(extra)
+        outputs[label] = [cv2.imread(str(tmp_path / label / f'{v}.png'), 0).astype(int) for v in 'ab']
+    mirrored = {label: np.abs(a[:, ::-1] - b).max() for label, (a, b) in outputs.items()}
+    assert mirrored['x8'] <= 1 and mirrored['plain'] > 1  # a random RDN alone is not symmetric
+    assert np.abs(outputs['x8'][0] - outputs['plain'][0]).max() > 1
+
+
 def test_stdin_is_one_image_named_stdin(tmp_path, model, capsys, monkeypatch):
     data = gray_jpeg(tmp_path / 'a.jpg').read_bytes()
     monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(data)))

@@ -60,6 +60,8 @@ def test_each_image_goes_to_the_expert_of_its_quality_and_no_other(tmp_path, exp
     # tiles are routed on the whole image: their own grids would not estimate the quality
     tiled = infer(routed, inputs[10], tile=32, tile_overlap=16)
     assert torch.equal(tiled, infer(low, inputs[10], tile=32, tile_overlap=16))
+    # so are the turned and mirrored views of the self-ensemble: a view's grid is not the file's
+    assert torch.equal(infer(routed, inputs[10], self_ensemble=True), infer(low, inputs[10], self_ensemble=True))
 
 
 def test_a_crop_off_the_grid_goes_where_the_whole_image_goes(tmp_path, experts, capsys):

@@ -19,7 +19,7 @@ def command_parser(prog, doc):
 
 
 def add_inference_arguments(parser):
-    """``--device``, ``--tile`` and ``--tile-overlap`` of the commands that restore images."""
+    """``--device``, ``--tile``, ``--tile-overlap`` and ``--self-ensemble`` of the commands that restore images."""
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto', help='Default: CUDA if present.')
     parser.add_argument('--tile', type=int, help='Restore in tiles of this size (default: whole images).')
     parser.add_argument(
@@ -28,6 +28,16 @@ def add_inference_arguments(parser):
         default=16,
         help='Overlap of neighbouring tiles; tiling matches whole-image inference when the receptive field radius '
         'is at most half of it. Default: 16.')
+    parser.add_argument(
+        '--self-ensemble',
+        action='store_true',
+        help='Restore each image in its 8 rotations and mirrorings and average the 8 outputs (x8 self-ensemble): 8 '
+        'times the time, for a little more PSNR (docs/RESULTS.md).')
+
+
+def inference_options(args):
+    """The inference arguments as keyword arguments of ``carn_da.utils.inference.Restorer`` and ``restore``."""
+    return dict(tile=args.tile, tile_overlap=args.tile_overlap, self_ensemble=args.self_ensemble)
 
 
 def check_inference_arguments(parser, args):

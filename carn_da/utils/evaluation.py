@@ -110,7 +110,7 @@ class EvalSet:
         return pairs
 
 
-def evaluate(nets, sets, qfs, residual=None, device=None, tile=None, tile_overlap=16):
+def evaluate(nets, sets, qfs, residual=None, device=None, tile=None, tile_overlap=16, self_ensemble=False):
     """Score the JPEGs and every model's restorations of them, for every test set and QF.
 
     Returns:
@@ -127,7 +127,7 @@ def evaluate(nets, sets, qfs, residual=None, device=None, tile=None, tile_overla
                 for label, net in [(JPEG, None)] + nets:
                     rows = results[label][name][qf] = []
                     for stem, lq, gt in qf_pairs:
-                        out = lq if net is None else restore(net, lq, device, tile, tile_overlap)
+                        out = lq if net is None else restore(net, lq, device, tile, tile_overlap, self_ensemble)
                         rows.append({'name': stem, **image_scores(out, gt)})
                         if (name, stem) == residual:
                             residual_images[label, qf] = (out, gt, rows[-1])

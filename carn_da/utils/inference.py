@@ -31,41 +31,66 @@ def tile_spans(length, tile, overlap):
     return [(start, start + tile, seams[i], seams[i + 1]) for i, start in enumerate(starts)]
 
 
-def infer(net, lq, device=None, tile=None, tile_overlap=16):
+def dihedral(x, k):
+    """The ``k``-th (0-7) of the eight symmetries of the square applied to (..., H, W) ``x``: ``k // 2`` quarter turns,
+    then a left-right flip if ``k`` is odd (0 is the identity)."""
+    x = torch.rot90(x, k // 2, (-2, -1))
+    return x.flip(-1) if k % 2 else x
+
+
+def undo_dihedral(x, k):
+    """The inverse of :func:`dihedral`: ``undo_dihedral(dihedral(x, k), k)`` is ``x``."""
+    x = x.flip(-1) if k % 2 else x
+    return torch.rot90(x, -(k // 2), (-2, -1))
+
+
+def _infer_tiles(net, lq, device, tile, tile_overlap):
+    """``net`` on ``lq`` in overlapping tiles (see :func:`infer`)."""
+    height, width = lq.shape[-2:]
+    output = None
+    for top, bottom, keep_top, keep_bottom in tile_spans(height, tile, tile_overlap):
+        for left, right, keep_left, keep_right in tile_spans(width, tile, tile_overlap):
+            out = net(lq[..., top:bottom, left:right].to(device))
+            if out.shape[-2:] != (bottom - top, right - left):
+                raise ValueError(f'Tiling needs an output of the input size; a {bottom - top}x{right - left} '
+                                 f'tile gave {out.shape[-2]}x{out.shape[-1]}.')
+            if output is None:
+                output = lq.new_empty(1, out.shape[1], height, width)
+            kept = out[..., keep_top - top:keep_bottom - top, keep_left - left:keep_right - left]
+            output[..., keep_top:keep_bottom, keep_left:keep_right] = kept
+    return output
+
+
+def infer(net, lq, device=None, tile=None, tile_overlap=16, self_ensemble=False):
     """Run ``net`` on a (1, C, H, W) float tensor without gradients, on the whole tensor or in tiles.
 
     With ``tile``, ``lq`` is cut into overlapping ``tile`` x ``tile`` tiles (see :func:`tile_spans`), each tile is
     moved to ``device`` and restored alone, and every output pixel is taken from the tile in which it lies farthest
     from a tile edge (no averaging). The result equals whole-image inference (up to float rounding) when the
     network's receptive field radius is at most ``tile_overlap // 2``, and the network's memory is that of one tile.
-    A network with a ``select`` method (``QualityRoutedCARN``) is asked once, on the whole image, which expert
-    restores the tiles.
+    With ``self_ensemble``, ``lq`` is restored in each of its eight rotations and mirrorings (:func:`dihedral`) and
+    the eight outputs, turned back, are averaged in float32 (the x8 self-ensemble of EDSR's "+" models and KAIR's
+    test mode 3): eight times the time, for the average of eight views a network treats a little differently.
+    A network with a ``select`` method (``QualityRoutedCARN``) is asked once, on the whole image as given, which
+    expert restores the tiles or the views.
 
     Returns:
         Tensor: (1, C_out, H, W); on ``device`` (whole image) or on ``lq``'s device (tiles).
     """
     device = _resolve_device(net, device)
     with torch.no_grad():
-        if tile is None:
-            return net(lq.to(device))
-        if hasattr(net, 'select'):  # a router (QualityRoutedCARN) chooses its expert on the whole image
-            net = net.select(lq.to(device))
-        height, width = lq.shape[-2:]
-        output = None
-        for top, bottom, keep_top, keep_bottom in tile_spans(height, tile, tile_overlap):
-            for left, right, keep_left, keep_right in tile_spans(width, tile, tile_overlap):
-                out = net(lq[..., top:bottom, left:right].to(device))
-                if out.shape[-2:] != (bottom - top, right - left):
-                    raise ValueError(f'Tiling needs an output of the input size; a {bottom - top}x{right - left} '
-                                     f'tile gave {out.shape[-2]}x{out.shape[-1]}.')
-                if output is None:
-                    output = lq.new_empty(1, out.shape[1], height, width)
-                kept = out[..., keep_top - top:keep_bottom - top, keep_left - left:keep_right - left]
-                output[..., keep_top:keep_bottom, keep_left:keep_right] = kept
-        return output
+        if hasattr(net, 'select') and (tile is not None or self_ensemble):
+            net = net.select(lq.to(device))  # the reading needs the image's own 8x8 grid, whole and unturned
+
+        def run(x):
+            return net(x.to(device)) if tile is None else _infer_tiles(net, x, device, tile, tile_overlap)
+
+        if not self_ensemble:
+            return run(lq)
+        return sum(undo_dihedral(run(dihedral(lq, k)), k).float() for k in range(8)) / 8
 
 
-def restore(net, img, device=None, tile=None, tile_overlap=16):
+def restore(net, img, device=None, tile=None, tile_overlap=16, self_ensemble=False):
     """Restore one uint8 image with ``net`` (in eval mode).
 
     Like BasicSR's datasets and validation, a 3-channel ``img`` is taken as BGR and fed to the network as RGB.
@@ -77,12 +102,13 @@ def restore(net, img, device=None, tile=None, tile_overlap=16):
             it has none).
         tile (int | None): Restore in overlapping tiles of this size (see :func:`infer`); None for the whole image.
         tile_overlap (int): Overlap of neighbouring tiles in pixels. Default: 16.
+        self_ensemble (bool): Average the outputs of the eight rotations and mirrorings (see :func:`infer`).
 
     Returns:
         ndarray: uint8 restored image of the shape of ``img``.
     """
     lq = img2tensor(img.reshape(img.shape[0], img.shape[1], -1).astype(np.float32) / 255., bgr2rgb=True)
-    output = infer(net, lq.unsqueeze(0), device, tile, tile_overlap)
+    output = infer(net, lq.unsqueeze(0), device, tile, tile_overlap, self_ensemble)
     return tensor2img(output, rgb2bgr=True).reshape(img.shape)
 
 
@@ -101,13 +127,13 @@ class Restorer:
     are given, the planes libjpeg decodes (:func:`carn_da.utils.images.decode_ycbcr`: the Y the JPEG quantised), else
     OpenCV's BT.601 ``COLOR_BGR2YCrCb`` in float. Gray through a 3-channel network: replicated to RGB, restored,
     converted back to gray. Alpha is kept. ``dtype`` is the network's (float32, or float16 / bfloat16 with
-    ``--half``); ``tile`` and ``tile_overlap`` are those of :func:`infer`. A router (``QualityRoutedCARN``) restores
-    each image with the expert :meth:`choose` names for the image's quality reading.
+    ``--half``); ``tile``, ``tile_overlap`` and ``self_ensemble`` are those of :func:`infer`. A router
+    (``QualityRoutedCARN``) restores each image with the expert :meth:`choose` names for the image's quality reading.
     """
 
-    def __init__(self, net, channels, device, dtype=torch.float32, tile=None, tile_overlap=16):
+    def __init__(self, net, channels, device, dtype=torch.float32, tile=None, tile_overlap=16, self_ensemble=False):
         self.net, self.channels, self.device, self.dtype = net.to(dtype), channels, device, dtype
-        self.tile, self.tile_overlap = tile, tile_overlap
+        self.tile, self.tile_overlap, self.self_ensemble = tile, tile_overlap, self_ensemble
 
     @property
     def routes(self):
@@ -126,7 +152,7 @@ class Restorer:
         """``net`` (default: the network) on a float32 (H, W, C) array in [0, 1] (its channel order); float32 (H, W,
         C) in [0, 1]."""
         lq = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.dtype)
-        out = infer(self.net if net is None else net, lq, self.device, self.tile, self.tile_overlap)
+        out = infer(self.net if net is None else net, lq, self.device, self.tile, self.tile_overlap, self.self_ensemble)
         return out[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
 
     def __call__(self, img, data=None, net=None):
