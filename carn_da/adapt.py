@@ -579,8 +579,8 @@ def run(args, command):
     stems = evaluation_stems(targets, gts, args.eval_images)
 
     results = {JPEG: measure(JPEG, None, targets, stems, gts, channels)}
-    tiles = inference_options(args)
-    results[BEFORE] = measure(BEFORE, Restorer(net, channels, device, **tiles), targets, stems, gts, channels)
+    inference = inference_options(args)
+    results[BEFORE] = measure(BEFORE, Restorer(net, channels, device, **inference), targets, stems, gts, channels)
     del net
     torch.cuda.empty_cache()  # leave the GPU to the training process
     os.makedirs(args.out, exist_ok=True)
@@ -591,7 +591,7 @@ def run(args, command):
         print(f'carn-da adapt: {error}; options: {opt_path}', file=sys.stderr)
         return 1
     adapted, _ = load_model(latest_generator(args.name, args.root), args.opt, device)
-    results[AFTER] = measure(AFTER, Restorer(adapted, channels, device, **tiles), targets, stems, gts, channels)
+    results[AFTER] = measure(AFTER, Restorer(adapted, channels, device, **inference), targets, stems, gts, channels)
     routed = write_routed_model(args, histograms)
     write_report(args, command, opt_path, histograms, results, len(stems), len(gts.keys() & set(stems)), routed,
                  skipped)

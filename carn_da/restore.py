@@ -26,6 +26,8 @@ JPEG, too few textured blocks to tell, another encoder's tables), goes to the ro
 unchanged if it has none; an image whose pixels show no JPEG grid at all (never compressed, or resized from a high
 quality) passes unchanged unless the routed model sends it to the fallback (``carn-da route --unknown fallback``).
 Each image's reading and expert are printed; ``--report`` writes them (and every image's status) as CSV.
+``--self-ensemble`` restores each image in its 8 rotations and mirrorings and averages the outputs (the expert is
+chosen once, on the image as stored).
 
 Outputs: OUTDIR/<relative folder>/<stem>.png (``--ext``), mirroring a folder INPUT; OUTDIR must differ from a
 folder INPUT. Existing outputs are skipped unless ``--overwrite`` (stdin's output must not exist without it). Each
