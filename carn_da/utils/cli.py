@@ -32,7 +32,7 @@ def add_inference_arguments(parser):
         '--self-ensemble',
         action='store_true',
         help='Restore each image in its 8 rotations and mirrorings and average the 8 outputs (x8 self-ensemble): 8 '
-        'times the time, for a little more PSNR (docs/RESULTS.md).')
+        'times the time, for 0.02-0.11 dB PSNR with the shipped models on Set12 (docs/RESULTS.md).')
 
 
 def inference_options(args):
