@@ -79,11 +79,13 @@ def infer(net, lq, device=None, tile=None, tile_overlap=16, self_ensemble=False)
     """
     device = _resolve_device(net, device)
     with torch.no_grad():
+        if tile is None:
+            lq = lq.to(device)  # once, not once per view; tiles move one at a time
         if hasattr(net, 'select') and (tile is not None or self_ensemble):
             net = net.select(lq.to(device))  # the reading needs the image's own 8x8 grid, whole and unturned
 
         def run(x):
-            return net(x.to(device)) if tile is None else _infer_tiles(net, x, device, tile, tile_overlap)
+            return net(x) if tile is None else _infer_tiles(net, x, device, tile, tile_overlap)
 
         if not self_ensemble:
             return run(lq)
